@@ -1,0 +1,1 @@
+"""SEAM: metadata backends (SQL now; an HTTP client backend comes with the server)."""

@@ -1,0 +1,126 @@
+"""Audit events written inside the caller's transaction, and the audit store that reads them."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from loopml.backends.sql.engine import Database
+from loopml.backends.sql.schema import audit_events, audit_head
+from loopml.governance.audit import (
+    AuditEvent,
+    ChainReport,
+    canonical_json,
+    digest_change,
+    event_hash,
+    verify_chain,
+)
+
+_LOCK_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+_LOCK_HEAD_FOR_UPDATE = _LOCK_HEAD.with_for_update()
+
+
+def append_event(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    change: dict[str, Any],
+) -> None:
+    """Append one event to the chain; must run inside the mutation's own write transaction."""
+    prev_seq, prev_hash = conn.execute(_LOCK_HEAD_FOR_UPDATE).one()
+    seq, ts = prev_seq + 1, int(time.time() * 1000)
+    change_json = canonical_json(change)
+    change_digest = digest_change(change_json)
+    h = event_hash(seq, ts, actor, action, object_type, object_id, change_digest, prev_hash)
+    conn.execute(
+        audit_events.insert().values(
+            seq=seq,
+            ts=ts,
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            change=change_json,
+            change_digest=change_digest,
+            prev_hash=prev_hash,
+            hash=h,
+        )
+    )
+    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=h))
+
+
+def _event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        seq=row.seq,
+        ts=row.ts,
+        actor=row.actor,
+        action=row.action,
+        object_type=row.object_type,
+        object_id=row.object_id,
+        change=json.loads(row.change),
+        change_digest=row.change_digest,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class SqlAuditStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def list_events(
+        self,
+        *,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        actor: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEvent]:
+        q = sa.select(audit_events)
+        for column, value in (
+            (audit_events.c.object_type, object_type),
+            (audit_events.c.object_id, object_id),
+            (audit_events.c.actor, actor),
+        ):
+            if value is not None:
+                q = q.where(column == value)
+        if since is not None:
+            q = q.where(audit_events.c.ts >= since)
+        if until is not None:
+            q = q.where(audit_events.c.ts <= until)
+        q = q.order_by(audit_events.c.seq.desc()).limit(max(1, min(limit, 100_000)))
+        rows = self._db.read(lambda c: c.execute(q).all())
+        return [_event(r) for r in reversed(rows)]
+
+    def verify(self) -> ChainReport:
+        with self._db.engine.connect() as conn:
+            if self._db.dialect == "postgresql":  # one snapshot for head and events
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            head = conn.execute(_LOCK_HEAD).one_or_none()
+            return verify_chain(self._iter_events(conn), tuple(head) if head else None)
+
+    @staticmethod
+    def _iter_events(conn: Connection, chunk: int = 5000) -> Iterator[AuditEvent]:
+        last = -1
+        while True:
+            q = (
+                sa.select(audit_events)
+                .where(audit_events.c.seq > last)
+                .order_by(audit_events.c.seq)
+                .limit(chunk)
+            )
+            rows = conn.execute(q).all()
+            if not rows:
+                return
+            yield from (_event(r) for r in rows)
+            last = rows[-1].seq

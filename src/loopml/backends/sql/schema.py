@@ -1,0 +1,201 @@
+"""Tables of the metadata store. Alembic migrations under ``migrations/`` must match this file."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite needs INTEGER PRIMARY KEY for an auto-incrementing rowid alias.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+Double = Float(precision=53)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("project_id", AutoId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("business_goal", Text, nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("owner", String(256), nullable=False, default=""),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+)
+
+okrs = Table(
+    "okrs",
+    metadata,
+    Column("okr_id", AutoId, primary_key=True, autoincrement=True),
+    Column("project_id", ForeignKey("projects.project_id"), nullable=False, index=True),
+    Column("objective", Text, nullable=False),
+    Column("key_results", Text, nullable=False, default="[]"),  # JSON list of strings
+    Column("owner", String(256), nullable=False, default=""),
+    Column("creation_time", BigInteger, nullable=False),
+)
+
+kpis = Table(
+    "kpis",
+    metadata,
+    Column("kpi_id", AutoId, primary_key=True, autoincrement=True),
+    Column("project_id", ForeignKey("projects.project_id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("metric", String(250), nullable=False),
+    Column("target", Double, nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("judged_at", String(16), nullable=False),
+    Column("owner", String(256), nullable=False, default=""),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    UniqueConstraint("project_id", "name"),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", AutoId, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("project_id", ForeignKey("projects.project_id"), nullable=False, index=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("lifecycle_stage", String(16), nullable=False, default="active"),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column("experiment_id", ForeignKey("experiments.experiment_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("experiment_id", ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("run_name", String(250), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger),
+    Column("user", String(256), nullable=False, default=""),
+    Column("lifecycle_stage", String(16), nullable=False, default="active"),
+    Column("parent_run_id", String(32), index=True),
+    Column("source", Text, nullable=False, default=""),
+    Column("git_commit", String(64)),
+    Column("git_dirty", Boolean),
+    Column("cpu_seconds", Double),
+    Column("peak_memory_bytes", BigInteger),
+    Column("deleted_time", BigInteger),
+    Index("ix_runs_experiment_order", "experiment_id", "start_time", "run_id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Full history, append-only. NaN is stored as NULL (SQLite cannot hold NaN); readers map it back.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.run_id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Double),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+)
+
+# One row per (run, key): the value at the highest (step, timestamp). Search and ordering read it;
+# experiment_id is copied here so "order by a metric within an experiment" walks one index.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("experiment_id", BigInteger, nullable=False),
+    Column("value", Double),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index("ix_latest_metrics_order", "experiment_id", "key", "value", "run_id"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("digest", String(128), primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("source", Text, nullable=False, default=""),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(64), nullable=False),
+    Column("object_id", String(256), nullable=False),
+    Column("change", Text, nullable=False),
+    Column("change_digest", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_events_object", "object_type", "object_id"),
+    Index("ix_audit_events_ts", "ts"),
+)
+
+# A single row (id = 1): the chain's tip. Writers lock it, which serialises the chain.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,80 @@
+"""Settings: the only module that reads the environment (``LOOPML_*``) or ``loopml.toml``."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``loopml.toml`` from the working directory (lowest priority after defaults)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path.is_file():
+            with path.open("rb") as f:
+                raw = tomllib.load(f)
+            self._data = {k.lower(): v for k, v in raw.get("loopml", raw).items()}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Where loopml keeps its metadata and artifacts, and how it talks to them.
+
+    >>> s = Settings(home="/tmp/lm")
+    >>> s.resolved_uri()
+    'sqlite:////tmp/lm/loopml.db'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LOOPML_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".loopml"), description="Folder for the embedded store.")
+    uri: str | None = Field(default=None, description="sqlite:///…, postgresql+psycopg://…")
+    artifacts: str | None = Field(default=None, description="file://…, s3://…, memory://…")
+    token: str | None = None
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint")
+    metric_flush_interval: float = Field(default=0.5, gt=0, le=60)
+    metric_buffer_size: int = Field(default=100_000, ge=100, le=10_000_000)
+    user: str | None = Field(default=None, description="Actor recorded on runs and audit events")
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, v: Path) -> Path:
+        return v.expanduser().absolute()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, Path("loopml.toml")))
+
+    def resolved_uri(self) -> str:
+        return self.uri or f"sqlite:///{self.home / 'loopml.db'}"
+
+    def resolved_artifacts(self) -> str:
+        return self.artifacts or (self.home / "artifacts").as_uri()
+
+    def resolved_user(self) -> str:
+        if self.user:
+            return self.user
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except Exception:  # no passwd entry in some containers
+            return "unknown"

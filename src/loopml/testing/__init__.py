@@ -1,0 +1,1 @@
+"""Contract suites and test helpers every loopml backend must pass."""

@@ -1,0 +1,100 @@
+"""Shared fixtures: fresh SQLite and PostgreSQL metadata stores for every test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from loopml.backends.sql.audit import SqlAuditStore
+from loopml.backends.sql.engine import Database, make_engine
+from loopml.backends.sql.migrate import ensure_schema
+from loopml.backends.sql.projects import SqlProjectStore
+from loopml.backends.sql.tracking import SqlTrackingStore
+
+PG_ENV = "LOOPML_TEST_POSTGRES_URL"
+
+
+def _pg_admin_url() -> str | None:
+    return os.environ.get(PG_ENV)
+
+
+def _with_database(url: str, name: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql+psycopg", database=name).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database to clone per test (CREATE DATABASE … TEMPLATE is fast)."""
+    url = _pg_admin_url()
+    if not url:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run); it is not set here")
+    admin = sa.create_engine(_with_database(url, sa.make_url(url).database or "postgres"),
+                             isolation_level="AUTOCOMMIT")  # fmt: skip
+    name = f"loopml_tpl_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(_with_database(url, name))
+    ensure_schema(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    url = _pg_admin_url()
+    assert url
+    admin = sa.create_engine(_with_database(url, sa.make_url(url).database or "postgres"),
+                             isolation_level="AUTOCOMMIT")  # fmt: skip
+    name = f"loopml_t_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    yield _with_database(url, name)
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'loopml.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def metadata_url(request) -> str:
+    """A fresh, empty metadata store of each backend."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def database(metadata_url) -> Iterator[Database]:
+    engine = make_engine(metadata_url)
+    ensure_schema(engine)
+    db = Database(engine)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def tracking_store(database):
+    return SqlTrackingStore(database)
+
+
+@pytest.fixture
+def project_store(database):
+    return SqlProjectStore(database)
+
+
+@pytest.fixture
+def audit_store(database):
+    return SqlAuditStore(database)

@@ -1,0 +1,11 @@
+"""The metadata contract suites on SQLite and PostgreSQL (see tests/conftest.py)."""
+
+from loopml.testing.tracking_contract import ProjectStoreContract, TrackingStoreContract
+
+
+class TestSqlTrackingStore(TrackingStoreContract):
+    pass
+
+
+class TestSqlProjectStore(ProjectStoreContract):
+    pass
