@@ -98,3 +98,20 @@ def project_store(database):
 @pytest.fixture
 def audit_store(database):
     return SqlAuditStore(database)
+
+
+@pytest.fixture
+def pg_empty_url() -> Iterator[str]:
+    """A brand-new, empty PostgreSQL database (no schema yet)."""
+    url = _pg_admin_url()
+    if not url:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run); it is not set here")
+    admin = sa.create_engine(_with_database(url, sa.make_url(url).database or "postgres"),
+                             isolation_level="AUTOCOMMIT")  # fmt: skip
+    name = f"loopml_e_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield _with_database(url, name)
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -371,5 +371,14 @@ class Client:
         return self.stack.audit.verify()
 
     def close(self) -> None:
-        """Flush buffered metrics and stop the background writer."""
-        self._buffer.close()
+        """Flush buffered metrics, stop the background writer, release connections."""
+        try:
+            self._buffer.close()
+        finally:
+            self.stack.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

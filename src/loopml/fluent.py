@@ -91,7 +91,7 @@ class _Session:
 _session = _Session()
 
 
-def client() -> Client:
+def get_client() -> Client:
     """The client the fluent functions use."""
     return _session.get_client()
 
@@ -117,7 +117,7 @@ def set_tracking_uri(uri: str) -> None:
 
 
 def get_tracking_uri() -> str:
-    return client().settings.resolved_uri()
+    return get_client().settings.resolved_uri()
 
 
 def set_experiment(
@@ -127,7 +127,7 @@ def set_experiment(
     project: str | None = None,
 ) -> Experiment:
     """Make an experiment current, creating it (in ``project``) if the name is new."""
-    c = client()
+    c = get_client()
     if (experiment_name is None) == (experiment_id is None):
         raise InvalidArgument("give exactly one of experiment_name or experiment_id")
     if experiment_id is not None:
@@ -158,7 +158,7 @@ def start_run(
         raise InvalidArgument(
             f"run {stack[-1].run_id} is already active: end it first, or pass nested=True"
         )
-    c = client()
+    c = get_client()
     if run_id is not None:
         run = c.resume_run(run_id)
     else:
@@ -175,7 +175,7 @@ def _end(active: ActiveRun, status: RunStatus) -> None:
     if active in stack:
         _active.set(tuple(r for r in stack if r is not active))
     _session.last_run_id = active.run_id
-    client().set_terminated(active.run_id, status, usage=active._meter.read())
+    get_client().set_terminated(active.run_id, status, usage=active._meter.read())
 
 
 def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
@@ -193,8 +193,8 @@ def active_run() -> ActiveRun | None:
 def last_active_run() -> Run | None:
     run = active_run()
     if run is not None:
-        return client().get_run(run.run_id)
-    return client().get_run(_session.last_run_id) if _session.last_run_id else None
+        return get_client().get_run(run.run_id)
+    return get_client().get_run(_session.last_run_id) if _session.last_run_id else None
 
 
 def _run_id() -> str:
@@ -205,52 +205,52 @@ def _run_id() -> str:
 
 
 def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
-    client().log_metric(_run_id(), key, value, step, timestamp)
+    get_client().log_metric(_run_id(), key, value, step, timestamp)
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    client().log_metrics(_run_id(), metrics, step)
+    get_client().log_metrics(_run_id(), metrics, step)
 
 
 def log_param(key: str, value: Any) -> Any:
-    client().log_param(_run_id(), key, value)
+    get_client().log_param(_run_id(), key, value)
     return value
 
 
 def log_params(params: Mapping[str, Any]) -> None:
-    client().log_params(_run_id(), params)
+    get_client().log_params(_run_id(), params)
 
 
 def set_tag(key: str, value: Any) -> None:
-    client().set_tag(_run_id(), key, value)
+    get_client().set_tag(_run_id(), key, value)
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:
-    client().set_tags(_run_id(), tags)
+    get_client().set_tags(_run_id(), tags)
 
 
 def delete_tag(key: str) -> None:
-    client().delete_tag(_run_id(), key)
+    get_client().delete_tag(_run_id(), key)
 
 
 def log_artifact(local_path: str | Path, artifact_path: str = "") -> None:
-    client().log_artifact(_run_id(), local_path, artifact_path)
+    get_client().log_artifact(_run_id(), local_path, artifact_path)
 
 
 def log_artifacts(local_dir: str | Path, artifact_path: str = "") -> None:
-    client().log_artifacts(_run_id(), local_dir, artifact_path)
+    get_client().log_artifacts(_run_id(), local_dir, artifact_path)
 
 
 def log_text(text: str, artifact_file: str) -> None:
-    client().log_text(_run_id(), text, artifact_file)
+    get_client().log_text(_run_id(), text, artifact_file)
 
 
 def log_dict(dictionary: Mapping[str, Any], artifact_file: str) -> None:
-    client().log_dict(_run_id(), dictionary, artifact_file)
+    get_client().log_dict(_run_id(), dictionary, artifact_file)
 
 
 def log_figure(figure: Any, artifact_file: str) -> None:
-    client().log_figure(_run_id(), figure, artifact_file)
+    get_client().log_figure(_run_id(), figure, artifact_file)
 
 
 def log_input(
@@ -269,7 +269,7 @@ def log_input(
     if not name:
         raise InvalidArgument("log_input needs a dataset name")
     item = RunInput(name=name, digest=digest, role=role, source=source)
-    client().log_inputs(_run_id(), [item])
+    get_client().log_inputs(_run_id(), [item])
     return item
 
 
@@ -305,7 +305,7 @@ def flush() -> None:
 
 
 def get_run(run_id: str) -> Run:
-    return client().get_run(run_id)
+    return get_client().get_run(run_id)
 
 
 def search_runs(
@@ -318,7 +318,7 @@ def search_runs(
 ) -> Page[Run]:
     """Search the current experiment (or ``experiment_ids``) for runs."""
     ids = experiment_ids if experiment_ids is not None else [_session.experiment_id or "0"]
-    return client().search_runs(
+    return get_client().search_runs(
         ids, filter_string, order_by=order_by, max_results=max_results, page_token=page_token,
         view=view,
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ class Stack:
     projects: ProjectStore
     audit: AuditStore
     artifacts: ArtifactStore
+    close: Callable[[], None] = lambda: None  # releases connections (set by from_settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stack:
@@ -44,4 +46,5 @@ class Stack:
             projects=SqlProjectStore(db),
             audit=SqlAuditStore(db),
             artifacts=artifacts,
+            close=db.dispose,
         )

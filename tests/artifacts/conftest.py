@@ -28,12 +28,15 @@ class S3Server:
     endpoint_url: str
     bucket: str
     client: Any  # boto3 S3 client
+    session: Any  # one aiobotocore session: its service-model cache makes a new store ~0.1 s faster
 
     @property
     def storage_options(self) -> dict[str, Any]:
+        """Options for a *fresh* s3fs instance (the store skips s3fs's instance cache)."""
         return {
             "key": "testing",
             "secret": "testing",
+            "session": self.session,
             "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": "us-east-1"},
         }
 
@@ -47,8 +50,11 @@ class S3Server:
         return out
 
     def delete_prefix(self, prefix: str) -> None:
-        for key in self.keys(prefix):
-            self.client.delete_object(Bucket=self.bucket, Key=key)
+        keys = [{"Key": key} for key in self.keys(prefix)]
+        for start in range(0, len(keys), 1000):
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
+            )
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +65,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     )
     boto3 = pytest.importorskip("boto3", reason="S3 tests need moto[server] (brings boto3)")
     pytest.importorskip("s3fs", reason="S3 tests need s3fs: pip install 'loopml[s3]'")
+    aiobotocore_session = pytest.importorskip(
+        "aiobotocore.session", reason="s3fs needs aiobotocore"
+    )
     no_aws_files = tmp_path_factory.mktemp("no-aws-config")
     with pytest.MonkeyPatch.context() as env:
         for name, value in DUMMY_CREDENTIALS.items():
@@ -74,7 +83,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             endpoint = f"http://{host}:{port}"
             client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
             client.create_bucket(Bucket=S3_BUCKET)
-            yield S3Server(endpoint_url=endpoint, bucket=S3_BUCKET, client=client)
+            yield S3Server(
+                endpoint_url=endpoint,
+                bucket=S3_BUCKET,
+                client=client,
+                session=aiobotocore_session.AioSession(),
+            )
         finally:
             server.stop()
 

@@ -24,7 +24,9 @@ def memory_sandbox() -> Iterator[str]:
     yield sandbox
     for name in [n for n in list(fs.store) if n.startswith(f"{sandbox}/")]:
         del fs.store[name]
-    fs.pseudo_dirs[:] = [d for d in fs.pseudo_dirs if d != sandbox and not d.startswith(f"{sandbox}/")]
+    fs.pseudo_dirs[:] = [
+        d for d in fs.pseudo_dirs if d != sandbox and not d.startswith(f"{sandbox}/")
+    ]
 
 
 class TestMemoryStoreContract(ArtifactStoreContract):

@@ -1,4 +1,4 @@
-"""FsspecArtifactStore on S3, against a real moto server on loopback: the contract and S3 details."""
+"""FsspecArtifactStore on S3 against a real moto server on loopback: the contract, S3 details."""
 
 from __future__ import annotations
 

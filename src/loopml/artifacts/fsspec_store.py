@@ -1,12 +1,10 @@
-"""The ArtifactStore on fsspec: local files (``file://`` or a plain path), ``memory://`` and ``s3://``.
+"""The ArtifactStore on fsspec: local files (``file://`` or a plain path), ``memory://``, ``s3://``.
 
-Every public method passes its artifact path through :func:`~loopml.artifacts.paths.clean_relpath`;
-local paths also through :func:`~loopml.artifacts.paths.resolve_local` at write, read, list and
-delete, and I/O happens on the resolved real path. Writes are atomic: local files are written to a
-temporary file in the target folder, fsynced, then renamed over the target; memory objects are built
-whole, then set; S3 objects are staged on local disk and uploaded with one put (s3fs switches to a
-multipart upload, committed at the end, for very large files). Digests are sha256, computed while
-streaming in 1 MiB chunks.
+Every path passes :func:`~loopml.artifacts.paths.clean_relpath`; local ones also
+:func:`~loopml.artifacts.paths.resolve_local` and local I/O uses the resolved real path. Writes are
+atomic: local files go to a temp file beside the target, fsynced, renamed over it; memory objects
+are built whole, then set; S3 objects are staged on disk, then uploaded with one put (multipart,
+committed at the end, for very large files). sha256 is computed while streaming 1 MiB chunks.
 
 >>> store = FsspecArtifactStore("memory://doctest-store")
 >>> store.put_bytes(b"hello", "run-1/greeting.txt").sha256[:12]
@@ -33,22 +31,13 @@ import fsspec
 from fsspec.callbacks import Callback
 from fsspec.core import split_protocol, url_to_fs
 
+from loopml import errors
 from loopml.artifacts.paths import clean_relpath, resolve_local
 from loopml.artifacts.store import ArtifactInfo, ProgressCallback
-from loopml.errors import (
-    Conflict,
-    IntegrityError,
-    InvalidArgument,
-    LoopmlError,
-    NotFound,
-    PermissionDenied,
-    Unavailable,
-    require,
-)
 
 CHUNK_SIZE = 1 << 20
 TMP_PREFIX = ".loopml-tmp-"
-"""Names starting with this are the store's in-flight temp files: never listed, never writable."""
+"""Names starting with this are in-flight temp files: never listed, never writable."""
 
 _KINDS = {"file": "file", "local": "file", "memory": "memory", "s3": "s3", "s3a": "s3"}
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -58,37 +47,31 @@ class FsspecArtifactStore:
     """An :class:`~loopml.artifacts.store.ArtifactStore` below ``root_uri``.
 
     ``root_uri`` is ``file:///abs/dir`` or a plain local path, ``memory://prefix`` or
-    ``s3://bucket/prefix`` (needs ``loopml[s3]``; pass e.g.
-    ``storage_options={"client_kwargs": {"endpoint_url": ...}}``). S3 listings are never cached
-    and each store gets its own s3fs instance unless ``storage_options`` says otherwise.
+    ``s3://bucket/prefix`` (needs ``loopml[s3]``; e.g. ``storage_options={"client_kwargs":
+    {"endpoint_url": ...}}``). S3 listings are never cached and each store gets its own s3fs
+    instance, unless ``storage_options`` says otherwise.
     """
 
     def __init__(self, root_uri: str, *, storage_options: dict[str, Any] | None = None) -> None:
         protocol, path = split_protocol(root_uri)
-        kind = _KINDS.get(protocol or "file")
-        if kind is None:
-            raise InvalidArgument(
-                f"unsupported artifact root {root_uri!r}: use file://, memory:// or s3://"
+        self._kind = kind = _KINDS.get(protocol or "file", "")
+        if not kind:
+            raise errors.InvalidArgument(
+                f"unsupported artifact root {root_uri!r}: use file, memory or s3"
             )
-        options = dict(storage_options or {})
-        self._kind = kind
-        self._local_root = Path()
-        if kind == "file":
-            self._local_root = Path(os.path.abspath(os.path.expanduser(path)))
-            self._fs: Any = fsspec.filesystem("file")
-            self._root = self._local_root.as_posix()
-            self._root_uri = f"file://{self._root}"
-            return
-        if kind == "s3":
-            require("s3fs", "s3")
-            options.setdefault("skip_instance_cache", True)
-            options.setdefault("use_listings_cache", False)
-        self._fs, root = url_to_fs(root_uri, **options)
-        self._root = root.rstrip("/")
-        bare = self._root.lstrip("/")
-        if clean_relpath(bare, allow_empty=kind == "memory") != bare:
-            raise InvalidArgument(f"artifact root {root_uri!r} is not a normalised path")
-        self._root_uri = f"{kind}://{bare}"
+        self._local_root = Path(os.path.abspath(os.path.expanduser(path)))
+        self._fs: Any = fsspec.filesystem("file")
+        self._root = self._local_root.as_posix()
+        if kind != "file":
+            options = dict(storage_options or {})
+            if kind == "s3":
+                errors.require("s3fs", "s3")
+                options = {"skip_instance_cache": True, "use_listings_cache": False, **options}
+            self._fs, root = url_to_fs(root_uri, **options)
+            self._root, bare = root.rstrip("/"), root.strip("/")
+            if clean_relpath(bare, allow_empty=kind == "memory") != bare:
+                raise errors.InvalidArgument(f"artifact root {root_uri!r} is not a normalised path")
+        self._root_uri = f"{kind}://{self._root.lstrip('/') if kind != 'file' else self._root}"
 
     def __repr__(self) -> str:
         return f"FsspecArtifactStore({self._root_uri!r})"
@@ -121,43 +104,26 @@ class FsspecArtifactStore:
         self, rel: str, chunks: Iterable[bytes], progress: ProgressCallback | None
     ) -> ArtifactInfo:
         with _translated(f"artifact {rel!r}"):
+            target = self._target(rel)
+            if self._fs.isdir(target):
+                raise errors.Conflict(
+                    f"artifact path {rel!r} is a folder; delete it before writing"
+                )
             if self._kind == "file":
-                digest, size = _atomic_write(self._local_target(rel), chunks, progress)[:2]
-            else:
-                digest, size = self._publish_remote(rel, chunks, progress)
+                digest, size = _atomic_write(Path(target), chunks, progress)
+            elif self._kind == "memory":
+                data = bytearray()
+                digest, size = _copy(chunks, data.extend, progress)
+                self._fs.pipe_file(target, bytes(data))
+            else:  # s3: stage first, so a failing source never starts an upload
+                fd, staged = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=PurePosixPath(rel).suffix)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        digest, size = _copy(chunks, f.write, None)
+                    self._fs.put_file(staged, target, callback=_UploadProgress(progress))
+                finally:
+                    os.unlink(staged)
         return ArtifactInfo(path=rel, is_dir=False, size=size, sha256=digest)
-
-    def _local_target(self, rel: str) -> Path:
-        target = resolve_local(self._local_root, rel)
-        if target.is_dir():
-            raise Conflict(f"artifact path {rel!r} is a folder; delete it before writing a file")
-        return target
-
-    def _refuse_folder(self, rel: str) -> None:
-        if self._fs.isdir(self._full(rel)):
-            raise Conflict(f"artifact path {rel!r} is a folder; delete it before writing a file")
-
-    def _publish_remote(
-        self, rel: str, chunks: Iterable[bytes], progress: ProgressCallback | None
-    ) -> tuple[str, int]:
-        full = self._full(rel)
-        if self._kind == "memory":
-            data = bytearray()
-            digest, size = _copy(chunks, data.extend, progress)
-            self._refuse_folder(rel)
-            self._fs.pipe_file(full, bytes(data))
-            return digest, size
-        # S3: stage on local disk so a failing source never starts an upload; progress is upload
-        fd, staged = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=PurePosixPath(rel).suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                digest, size = _copy(chunks, f.write, None)
-            self._refuse_folder(rel)
-            self._fs.put_file(staged, full, callback=_FsspecProgress(progress))
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(staged)
-        return digest, size
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -165,8 +131,7 @@ class FsspecArtifactStore:
         """Read ``path``; raise IntegrityError if ``expected_sha256`` is given and differs."""
         expected = _expected_digest(expected_sha256)
         data = bytearray()
-        digest, _ = _copy(self.open_read(path), data.extend, None)
-        _verify(path, expected, digest)
+        _verify(path, expected, _copy(self.open_read(path), data.extend, None)[0])
         return bytes(data)
 
     def get_file(
@@ -179,24 +144,25 @@ class FsspecArtifactStore:
     ) -> Path:
         """Download ``path`` to ``local_path`` atomically, verifying the digest when given.
 
-        The bytes go to a temp file next to ``local_path`` that is renamed over it only once the
-        digest matched: on any failure ``local_path`` is untouched.
+        The bytes go to a temp file beside ``local_path``, renamed over it only once the digest
+        matched: on any failure ``local_path`` is left as it was.
         """
         expected = _expected_digest(expected_sha256)
         chunks = self.open_read(path)
         target = Path(local_path)
         with _translated(f"local file {str(target)!r}"):
             if target.is_dir():
-                raise InvalidArgument(f"local path {str(target)!r} is a folder, not a file")
-            return _atomic_write(target, chunks, progress, lambda d: _verify(path, expected, d))[2]
+                raise errors.InvalidArgument(f"local path {str(target)!r} is a folder, not a file")
+            _atomic_write(target, chunks, progress, lambda digest: _verify(path, expected, digest))
+        return target
 
     def open_read(self, path: str) -> Iterator[bytes]:
-        """Stream the file in 1 MiB chunks. NotFound and InvalidArgument are raised right away."""
+        """Stream the file in 1 MiB chunks; bad paths and NotFound raise at the call."""
         rel = clean_relpath(path)
-        target = self._read_target(rel)
+        target = self._target(rel)
         with _translated(f"artifact {rel!r}"):
             if self._fs.info(target)["type"] != "file":
-                raise NotFound(f"artifact {rel!r} is a folder, not a file")
+                raise errors.NotFound(f"artifact {rel!r} is a folder, not a file")
         return self._read_chunks(rel, target)
 
     def _read_chunks(self, rel: str, target: str) -> Iterator[bytes]:
@@ -204,23 +170,18 @@ class FsspecArtifactStore:
             while chunk := f.read(CHUNK_SIZE):
                 yield chunk
 
-    def _read_target(self, rel: str) -> str:
-        if self._kind == "file":
-            return resolve_local(self._local_root, rel).as_posix()
-        return self._full(rel)
-
     # -- listing, exists, delete ----------------------------------------------------------------
 
     def list(self, prefix: str = "", *, recursive: bool = False) -> builtins.list[ArtifactInfo]:
         """Entries directly under ``prefix`` (or all files below it with ``recursive``).
 
-        Paths are relative to the root. A missing prefix, or one naming a file, lists as ``[]``.
-        Local symlinks are listed only when they resolve inside the root and are never descended.
+        Paths are relative to the root, sorted. A missing prefix, or one naming a file, lists as
+        ``[]``. Local symlinks are listed only if they resolve inside the root, never descended.
         """
         rel = clean_relpath(prefix, allow_empty=True)
         with _translated(f"artifact folder {rel!r}"):
+            base = Path(self._target(rel))
             if self._kind == "file":
-                base = resolve_local(self._local_root, rel)
                 found = list(self._scan_local(base, rel, recursive)) if base.is_dir() else []
             else:
                 found = self._scan_remote(rel, recursive)
@@ -230,17 +191,15 @@ class FsspecArtifactStore:
         with os.scandir(base) as entries:
             children = [(e.name, e.is_symlink(), e.is_dir(follow_symlinks=False)) for e in entries]
         for name, is_link, is_dir in children:
-            child = f"{rel}/{name}" if rel else name
+            child, real = f"{rel}/{name}" if rel else name, base / name
             if name.startswith(TMP_PREFIX) or not _is_clean(child):
                 continue
-            real = base / name
             if is_link:
                 try:
                     real = resolve_local(self._local_root, child)
-                except InvalidArgument:
+                except errors.InvalidArgument:
                     continue  # points outside the root: neither listed nor followed
-                is_dir = real.is_dir()
-                if not (is_dir or real.is_file()) or (is_dir and recursive):
+                if (is_dir := real.is_dir()) and recursive:
                     continue
             if is_dir and recursive:
                 yield from self._scan_local(real, child, recursive)
@@ -250,32 +209,25 @@ class FsspecArtifactStore:
                 yield ArtifactInfo(path=child, is_dir=False, size=real.stat().st_size)
 
     def _scan_remote(self, rel: str, recursive: bool) -> builtins.list[ArtifactInfo]:
-        full = self._full(rel)
+        full = self._target(rel)
         try:
-            found = (
-                self._fs.find(full, detail=True).values()
-                if recursive
-                else self._fs.ls(full, detail=True)
-            )
+            found = (self._fs.find if recursive else self._fs.ls)(full, detail=True)
         except FileNotFoundError:
             return []
         out = []
-        for item in found:
+        for item in found.values() if isinstance(found, dict) else found:
             child = item["name"].rstrip("/").removeprefix(f"{self._root}/")
-            if rel and not child.startswith(f"{rel}/"):
-                continue  # the prefix itself (a file, or a folder marker)
-            if not _is_clean(child) or (recursive and item["type"] != "file"):
-                continue
+            if (rel and not child.startswith(f"{rel}/")) or not _is_clean(child):
+                continue  # the prefix itself (a file or folder marker) or a foreign key
             is_dir = item["type"] == "directory"
-            out.append(
-                ArtifactInfo(path=child, is_dir=is_dir, size=None if is_dir else item["size"])
-            )
+            if not (recursive and is_dir):
+                out.append(ArtifactInfo(child, is_dir, None if is_dir else item["size"]))
         return out
 
     def exists(self, path: str) -> bool:
         """Whether a file or folder exists at ``path``."""
         rel = clean_relpath(path)
-        target = self._read_target(rel)
+        target = self._target(rel)
         with _translated(f"artifact {rel!r}"):
             try:
                 self._fs.info(target)
@@ -286,15 +238,15 @@ class FsspecArtifactStore:
     def delete(self, path: str) -> None:
         """Delete a file or a whole folder below the root. Missing paths raise NotFound.
 
-        A local symlink (inside the root) is removed itself, not its target.
+        A local symlink (inside the root) is removed itself, not what it points to.
         """
         rel = clean_relpath(path)
         with _translated(f"artifact {rel!r}"):
+            target = self._target(rel)  # refuses local links that lead out of the root
             if self._kind != "file":
-                self._fs.info(self._full(rel))
-                self._fs.rm(self._full(rel), recursive=True)
+                self._fs.info(target)
+                self._fs.rm(target, recursive=True)
                 return
-            resolve_local(self._local_root, rel)  # refuses links leading out of the root
             parent, _, name = rel.rpartition("/")
             victim = resolve_local(self._local_root, parent) / name
             if victim.is_dir() and not victim.is_symlink():
@@ -302,11 +254,14 @@ class FsspecArtifactStore:
             else:
                 os.unlink(victim)
 
-    def _full(self, rel: str) -> str:
+    def _target(self, rel: str) -> str:
+        """The backend path of ``rel``; for local files the resolved real path inside the root."""
+        if self._kind == "file":
+            return resolve_local(self._local_root, rel).as_posix()
         return f"{self._root}/{rel}" if rel else self._root
 
 
-class _FsspecProgress(Callback):
+class _UploadProgress(Callback):
     """Forwards fsspec's byte increments to a loopml progress callback."""
 
     def __init__(self, progress: ProgressCallback | None) -> None:
@@ -321,14 +276,16 @@ class _FsspecProgress(Callback):
 def _write_rel(path: str) -> str:
     rel = clean_relpath(path)
     if any(segment.startswith(TMP_PREFIX) for segment in rel.split("/")):
-        raise InvalidArgument(f"artifact path {path!r} uses the reserved prefix {TMP_PREFIX!r}")
+        raise errors.InvalidArgument(
+            f"artifact path {path!r} uses the reserved prefix {TMP_PREFIX!r}"
+        )
     return rel
 
 
 def _is_clean(rel: str) -> bool:
     try:
         return clean_relpath(rel) == rel
-    except InvalidArgument:
+    except errors.InvalidArgument:
         return False
 
 
@@ -340,8 +297,7 @@ def _chunks(stream: BinaryIO) -> Iterator[bytes]:
 def _copy(
     chunks: Iterable[bytes], write: Callable[[bytes], object], progress: ProgressCallback | None
 ) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
+    digest, size = hashlib.sha256(), 0
     for chunk in chunks:
         digest.update(chunk)
         write(chunk)
@@ -356,8 +312,8 @@ def _atomic_write(
     chunks: Iterable[bytes],
     progress: ProgressCallback | None,
     check: Callable[[str], None] | None = None,
-) -> tuple[str, int, Path]:
-    """Write to a temp file beside ``target``, fsync, ``check`` the digest, then rename over it."""
+) -> tuple[str, int]:
+    """Write a temp file beside ``target``, fsync, ``check`` the digest, then rename over it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
     try:
@@ -373,26 +329,24 @@ def _atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX only)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
         dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return digest, size, target
+    return digest, size
 
 
 def _expected_digest(expected: str | None) -> str | None:
-    if expected is None:
-        return None
-    if not isinstance(expected, str) or not _SHA256.match(expected):
-        raise InvalidArgument(f"expected_sha256 must be 64 hex digits, got {expected!r}")
-    return expected.lower()
+    if expected is not None and not (isinstance(expected, str) and _SHA256.match(expected)):
+        raise errors.InvalidArgument(f"expected_sha256 must be 64 hex digits, got {expected!r}")
+    return expected.lower() if expected is not None else None
 
 
 def _verify(path: str, expected: str | None, actual: str) -> None:
     if expected is not None and actual != expected:
-        raise IntegrityError(
+        raise errors.IntegrityError(
             f"artifact {path!r} has sha256 {actual}, expected {expected}",
             details={"path": path, "expected": expected, "actual": actual},
         )
@@ -403,17 +357,17 @@ def _translated(subject: str) -> Iterator[None]:
     """Turn OS, fsspec and botocore errors into loopml errors (``raise ... from e``)."""
     try:
         yield
-    except LoopmlError:
+    except errors.LoopmlError:
         raise
     except FileNotFoundError as e:
-        raise NotFound(f"{subject} not found") from e
+        raise errors.NotFound(f"{subject} not found") from e
     except (IsADirectoryError, NotADirectoryError, FileExistsError) as e:
-        raise Conflict(f"{subject}: a file and a folder collide ({e})") from e
+        raise errors.Conflict(f"{subject}: a file and a folder collide ({e})") from e
     except PermissionError as e:
-        raise PermissionDenied(f"{subject}: permission denied ({e})") from e
+        raise errors.PermissionDenied(f"{subject}: permission denied ({e})") from e
     except OSError as e:
-        raise Unavailable(f"{subject}: storage error ({e})") from e
+        raise errors.Unavailable(f"{subject}: storage error ({e})") from e
     except Exception as e:
         if type(e).__module__.split(".")[0] in ("botocore", "aiobotocore", "s3fs"):
-            raise Unavailable(f"{subject}: S3 error ({e})") from e
+            raise errors.Unavailable(f"{subject}: S3 error ({e})") from e
         raise

@@ -1,27 +1,28 @@
 """The one choke point for artifact paths (DESIGN.md §5).
 
-Every path a caller hands to an artifact store goes through :func:`clean_relpath` before it reaches a
-filesystem, and local paths additionally through :func:`resolve_local`, at write *and* at read.
+Every path handed to an artifact store goes through :func:`clean_relpath` before it reaches a
+filesystem; local paths also through :func:`resolve_local`, at write *and* at read.
 
 Rules of :func:`clean_relpath` (each violation raises :class:`~loopml.errors.InvalidArgument`):
 
 * Backslashes are separators (``a\\b`` is ``a/b``); empty and ``.`` segments are dropped, so the
   result is ``'/'``-separated with no leading, trailing or doubled slashes.
-* Percent-encoding is decoded repeatedly (at most :data:`MAX_DECODE_ROUNDS` rounds) and *every*
-  round, plus its NFKC-normalised form (fullwidth ``．．／``), must pass the rules, so ``%2e%2e%2f``,
-  ``%252e%252e%252f`` and deeper encodings are refused. A path still changing after the last round is
-  refused as well. The path is returned *undecoded*: ``a%20b`` names the file ``a%20b``.
-* Refused: ``..`` segments (also ``.. `` and ``. `` that Windows trims to dot segments); absolute
-  paths (``/x``, ``\\\\server\\share``, ``//server/share``); a first segment containing ``:``
-  (drive letters ``C:/x``, drive-relative ``c:x``, URL schemes ``s3:``); a first segment starting
-  with ``~`` (no backend ever home-expands, but a path that would under a shell or
-  ``os.path.expanduser`` is refused rather than relied on); NUL (raw or ``%00``), control characters
+* Percent-encoding is decoded repeatedly, up to :data:`MAX_DECODE_ROUNDS` levels, and *every*
+  level, plus its NFKC form (fullwidth dots and solidus), must pass the rules: ``%2e%2e%2f``,
+  ``%252e%252e%252f`` and the like are refused, and so is anything encoded deeper. This is done
+  for the raw path and for the normalised one. The path is returned *undecoded*: ``a%20b`` names
+  the file ``a%20b``.
+* Refused: ``..`` segments (also ``.. `` and ``. ``, which Windows trims to dot segments);
+  absolute paths (``/x``, ``\\\\server\\share``, ``//server/share``); a first segment
+  containing ``:`` (drive letters ``C:/x``, drive-relative ``c:x``, URL schemes ``s3:``); a first
+  segment starting with ``~`` (no backend home-expands, but a path that would under a shell or
+  ``os.path.expanduser`` is refused rather than trusted); NUL (raw or ``%00``), control characters
   and lone surrogates; the glob characters ``* ? [ ]`` (fsspec expands them in deletes); segments
-  longer than 255 UTF-8 bytes and paths longer than 1024.
-* ``....`` and other dot runs of three or more are ordinary names: no backend treats them as a
-  parent reference, and ``....//x`` is simply ``..../x``.
-* The empty path (or only ``.`` / ``/``-free separators) is refused unless ``allow_empty=True``,
-  which listing uses for "the root".
+  over 255 UTF-8 bytes and paths over 1024.
+* ``....`` and other runs of three or more dots are ordinary names: no backend treats them as a
+  parent reference, so ``....//x`` is simply ``..../x``.
+* The empty path (``""``, ``.``, ``./``) is refused unless ``allow_empty=True``, which listing uses
+  for "the root".
 
 >>> clean_relpath("run-1\\\\artifacts/./model//model.skops")
 'run-1/artifacts/model/model.skops'
@@ -54,22 +55,16 @@ _BAD_CATEGORIES = frozenset({"Cc", "Cs"})  # control characters, lone surrogates
 
 
 def clean_relpath(path: str, *, allow_empty: bool = False) -> str:
-    """Return ``path`` normalised to a safe ``'/'``-separated relative path, or raise InvalidArgument.
+    """Return ``path`` as a safe, normalised ``'/'``-separated relative path, or raise.
 
     The result is idempotent: ``clean_relpath(clean_relpath(p)) == clean_relpath(p)``.
     """
     if not isinstance(path, str):
         raise InvalidArgument(f"artifact path must be a string, got {type(path).__name__}")
-    rounds = [path]
-    while (decoded := unquote(rounds[-1])) != rounds[-1]:
-        if len(rounds) > MAX_DECODE_ROUNDS:
-            _refuse(path, f"percent-encoded more than {MAX_DECODE_ROUNDS} levels deep")
-        rounds.append(decoded)
-    for candidate in rounds:
-        _check_characters(path, candidate)
-        _check_structure(path, candidate)
-        _check_structure(path, unicodedata.normalize("NFKC", candidate))
+    _check_every_decoding(path, path)
     cleaned = "/".join(_segments(path))
+    if cleaned != path:  # dropping '.' segments can change what the rest decodes to
+        _check_every_decoding(path, cleaned)
     if not cleaned and not allow_empty:
         _refuse(path, "the path is empty")
     if len(cleaned.encode("utf-8")) > MAX_PATH_BYTES:
@@ -93,6 +88,18 @@ def resolve_local(root: Path, rel: str) -> Path:
             details={"path": rel},
         )
     return Path(real)
+
+
+def _check_every_decoding(original: str, path: str) -> None:
+    rounds = [path]
+    while (decoded := unquote(rounds[-1])) != rounds[-1]:
+        if len(rounds) > MAX_DECODE_ROUNDS:
+            _refuse(original, f"percent-encoded more than {MAX_DECODE_ROUNDS} levels deep")
+        rounds.append(decoded)
+    for candidate in rounds:
+        _check_characters(original, candidate)
+        _check_structure(original, candidate)
+        _check_structure(original, unicodedata.normalize("NFKC", candidate))
 
 
 def _segments(path: str) -> list[str]:

@@ -37,7 +37,7 @@ from loopml.artifacts.store import ArtifactInfo, ArtifactStore
 from loopml.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 
 EscapeSnapshot = Callable[[], object]
-"""The ``artifact_root_escape`` fixture: returns a comparable snapshot of what lies outside the root."""
+"""The ``artifact_root_escape`` fixture: a comparable snapshot of what lies outside the root."""
 
 EVIL_PATHS: tuple[str, ...] = (
     "../x",
@@ -132,7 +132,7 @@ def _tree(store: ArtifactStore) -> dict[str, tuple[bool, int | None]]:
 
 
 class ArtifactStoreContract:
-    """Behaviour every ArtifactStore must show. Needs ``artifact_store`` and ``artifact_root_escape``."""
+    """What every ArtifactStore must do. Needs ``artifact_store`` and ``artifact_root_escape``."""
 
     # -- round trips ----------------------------------------------------------------------------
 
@@ -157,9 +157,15 @@ class ArtifactStoreContract:
         source = tmp_path / "source.bin"
         source.write_bytes(data)
         info = artifact_store.put_file(source, "run-1/artifacts/data.bin")
-        assert (info.path, info.size, info.sha256) == ("run-1/artifacts/data.bin", len(data), _sha(data))
+        assert (info.path, info.size, info.sha256) == (
+            "run-1/artifacts/data.bin",
+            len(data),
+            _sha(data),
+        )
         target = tmp_path / "new" / "folder" / "copy.bin"
-        got = artifact_store.get_file("run-1/artifacts/data.bin", target, expected_sha256=info.sha256)
+        got = artifact_store.get_file(
+            "run-1/artifacts/data.bin", target, expected_sha256=info.sha256
+        )
         assert Path(got) == target and target.read_bytes() == data
 
     def test_streams(self, artifact_store: ArtifactStore) -> None:
@@ -202,7 +208,9 @@ class ArtifactStoreContract:
         assert sum(sent) == len(data) and all(n > 0 for n in sent)
         received: list[int] = []
         target = tmp_path / "big-copy.bin"
-        artifact_store.get_file("big/big.bin", target, expected_sha256=info.sha256, progress=received.append)
+        artifact_store.get_file(
+            "big/big.bin", target, expected_sha256=info.sha256, progress=received.append
+        )
         assert sum(received) == len(data) and target.read_bytes() == data
 
     # -- listing, exists, delete ----------------------------------------------------------------
@@ -224,7 +232,10 @@ class ArtifactStoreContract:
             ArtifactInfo("ab", True),
             ArtifactInfo("top.txt", False, 1),
         ]
-        assert artifact_store.list("a") == [ArtifactInfo("a/b", True), ArtifactInfo("a/one.txt", False, 2)]
+        assert artifact_store.list("a") == [
+            ArtifactInfo("a/b", True),
+            ArtifactInfo("a/one.txt", False, 2),
+        ]
         assert artifact_store.list("a/b/") == artifact_store.list("a\\b")
 
     def test_list_recursive(self, artifact_store: ArtifactStore) -> None:
@@ -260,7 +271,10 @@ class ArtifactStoreContract:
         self._populate(artifact_store)
         artifact_store.delete("a")
         assert not artifact_store.exists("a")
-        assert [i.path for i in artifact_store.list("", recursive=True)] == ["ab/other.txt", "top.txt"]
+        assert [i.path for i in artifact_store.list("", recursive=True)] == [
+            "ab/other.txt",
+            "top.txt",
+        ]
 
     def test_delete_missing_and_root(self, artifact_store: ArtifactStore) -> None:
         self._populate(artifact_store)
@@ -294,7 +308,9 @@ class ArtifactStoreContract:
         with pytest.raises(IntegrityError):
             artifact_store.get_bytes("p.bin", expected_sha256=_sha(b"other"))
 
-    def test_wrong_digest_get_file_leaves_nothing(self, artifact_store: ArtifactStore, tmp_path: Path) -> None:
+    def test_wrong_digest_get_file_leaves_nothing(
+        self, artifact_store: ArtifactStore, tmp_path: Path
+    ) -> None:
         artifact_store.put_bytes(os.urandom(2 * MIB), "p.bin")
         out = tmp_path / "out"
         out.mkdir()
@@ -313,12 +329,16 @@ class ArtifactStoreContract:
 
     def test_failing_stream_publishes_nothing(self, artifact_store: ArtifactStore) -> None:
         with pytest.raises(_StreamBroke):
-            artifact_store.put_stream(cast(BinaryIO, _BrokenStream(os.urandom(2 * MIB))), "x/new.bin")
+            artifact_store.put_stream(
+                cast(BinaryIO, _BrokenStream(os.urandom(2 * MIB))), "x/new.bin"
+            )
         assert not artifact_store.exists("x/new.bin")
         assert [i.path for i in artifact_store.list("", recursive=True)] == []
         artifact_store.put_bytes(b"old", "x/old.bin")
         with pytest.raises(_StreamBroke):
-            artifact_store.put_stream(cast(BinaryIO, _BrokenStream(os.urandom(2 * MIB))), "x/old.bin")
+            artifact_store.put_stream(
+                cast(BinaryIO, _BrokenStream(os.urandom(2 * MIB))), "x/old.bin"
+            )
         assert artifact_store.get_bytes("x/old.bin") == b"old"
         assert artifact_store.list("x") == [ArtifactInfo("x/old.bin", False, 3)]
 

@@ -108,7 +108,9 @@ class TrackingStoreContract:
         exp = tracking_store.create_experiment(_name(), actor=ACTOR)
         other = tracking_store.create_experiment(_name(), actor=ACTOR)
         new = _name("renamed")
-        assert tracking_store.update_experiment(exp.experiment_id, name=new, actor=ACTOR).name == new
+        assert (
+            tracking_store.update_experiment(exp.experiment_id, name=new, actor=ACTOR).name == new
+        )
         with pytest.raises(AlreadyExists):
             tracking_store.update_experiment(exp.experiment_id, name=other.name, actor=ACTOR)
         tracking_store.set_experiment_tag(exp.experiment_id, "k", "v1", actor=ACTOR)
@@ -222,7 +224,11 @@ class TrackingStoreContract:
     def test_nan_and_infinity_round_trip(self, tracking_store):
         run = self.new_run(tracking_store)
         t = _now()
-        vals = [Metric("a", math.nan, t, 0), Metric("b", math.inf, t, 0), Metric("c", -math.inf, t, 0)]
+        vals = [
+            Metric("a", math.nan, t, 0),
+            Metric("b", math.inf, t, 0),
+            Metric("c", -math.inf, t, 0),
+        ]
         tracking_store.log_batch(run.run_id, metrics=vals, actor=ACTOR)
         got = tracking_store.get_run(run.run_id).metrics
         assert math.isnan(got["a"]) and got["b"] == math.inf and got["c"] == -math.inf
@@ -253,7 +259,10 @@ class TrackingStoreContract:
 
     def test_inputs(self, tracking_store):
         run = self.new_run(tracking_store)
-        inputs = [RunInput("transactions", "d" * 64, "train"), RunInput("holdout", "e" * 64, "test")]
+        inputs = [
+            RunInput("transactions", "d" * 64, "train"),
+            RunInput("holdout", "e" * 64, "test"),
+        ]
         tracking_store.log_inputs(run.run_id, inputs, actor=ACTOR)
         tracking_store.log_inputs(run.run_id, inputs[:1], actor=ACTOR)  # idempotent
         got = tracking_store.get_run(run.run_id).inputs
@@ -352,13 +361,21 @@ class TrackingStoreContract:
         exp, _ = self._search_fixture(tracking_store)
         page = tracking_store.search_runs([exp], max_results=2)
         with pytest.raises(InvalidArgument, match="different search"):
-            tracking_store.search_runs([exp], filter_string="metrics.acc > 0", page_token=page.next_page_token)
+            tracking_store.search_runs(
+                [exp], filter_string="metrics.acc > 0", page_token=page.next_page_token
+            )
         with pytest.raises(InvalidArgument):
             tracking_store.search_runs([exp], page_token="garbage!")
 
     @pytest.mark.parametrize(
         "bad",
-        ["metrics.acc >", "metrics.acc = 'x'", "params.a > 1", "foo.bar = 1", "metrics.acc > 1 and"],
+        [
+            "metrics.acc >",
+            "metrics.acc = 'x'",
+            "params.a > 1",
+            "foo.bar = 1",
+            "metrics.acc > 1 and",
+        ],
     )
     def test_search_syntax_errors(self, tracking_store, bad):
         with pytest.raises(InvalidArgument):

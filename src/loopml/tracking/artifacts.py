@@ -103,12 +103,11 @@ class RunArtifacts:
             files = [e.path for e in self.list(run, rel, recursive=True) if not e.is_dir]
             if not files:
                 raise NotFound(f"run {run.run_id} has no artifact {path!r}")
-        base = PurePosixPath(rel).parent if rel in records else PurePosixPath(rel)
+        base = PurePosixPath(rel).parent  # "tree" lands as dst/tree/…, like MLflow
         for f in files:
-            target = dst / PurePosixPath(f).relative_to(base) if rel else dst / f
             rec = records.get(f)
             self._store.get_file(
-                _join(run.artifact_path, f), target,
+                _join(run.artifact_path, f), dst / PurePosixPath(f).relative_to(base),
                 expected_sha256=rec.sha256 if rec else None, progress=progress,
             )  # fmt: skip
         return dst / PurePosixPath(rel).name if rel else dst

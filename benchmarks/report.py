@@ -1,0 +1,562 @@
+"""Turn benchmarks/results.json into benchmarks/RESULTS.md (``python benchmarks/report.py``).
+
+The targets come from the performance issue; each is judged on the numbers of this one run and
+reported as measured, pass or fail. Ratios are loopml's throughput over MLflow's (or MLflow's
+latency over loopml's), so "30x" always means loopml is 30 times faster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+X = "\N{MULTIPLICATION SIGN}"
+
+# The thresholds of the issue, in one place.
+TARGETS = {
+    "a_rate": 100_000,  # loopml log_metric calls/s
+    "a_ratio": 10,  # times MLflow's fastest async mode
+    "b_ratio": 20,
+    "c_ratio": 30,
+    "d_ratio_at": (20_000, 100),
+    "d_abs": {100_000: 50.0, 1_000_000: 500.0},  # runs → max median ms
+    "e_ms": 300.0,
+}
+
+
+@dataclass
+class Row:
+    bench: str
+    loopml: str
+    mlflow: str
+    mlflow_async: str
+    ratio: str
+    target: str
+    passed: bool | None
+
+    def cells(self) -> list[str]:
+        verdict = {True: "**pass**", False: "**FAIL**", None: "n/a"}[self.passed]
+        return [
+            self.bench,
+            self.loopml,
+            self.mlflow,
+            self.mlflow_async,
+            self.ratio,
+            self.target,
+            verdict,
+        ]
+
+
+def _ok(r: dict[str, Any] | None) -> bool:
+    return bool(r) and "error" not in r  # type: ignore[operator]
+
+
+def _num(x: float, unit: str = "", digits: int = 0) -> str:
+    text = f"{x:,.0f}" if x >= 100 or digits == 0 else f"{x:,.{digits}f}"
+    return f"{text} {unit}".strip()
+
+
+def _ms(x: float) -> str:
+    if x < 1:
+        return f"{x:.3f} ms"
+    if x < 10:
+        return f"{x:.2f} ms"
+    return f"{x:,.1f} ms"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:,.0f}{X}" if x >= 10 else f"{x:.1f}{X}"
+
+
+def _rate(r: dict[str, Any] | None, unit: str) -> str:
+    if not r:
+        return "—"
+    if "error" in r:
+        return "error"
+    return f"{_num(r['per_second'], unit)} (n={r['n']:,})"
+
+
+# targets -----------------------------------------------------------------------------------
+def target_rows(res: dict[str, Any]) -> list[Row]:
+    b = res.get("benchmarks", {})
+    rows: list[Row] = []
+    for bench, build in (
+        ("a", _rows_a),
+        ("b", _rows_b),
+        ("c", _rows_c),
+        ("d", _rows_d),
+        ("e", _rows_e),
+    ):
+        if bench in b:
+            rows += build(b[bench])
+    return rows
+
+
+def _fastest_async(a: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    modes = [(k, v) for k, v in a.items() if k.startswith("mlflow_async") and _ok(v)]
+    if not modes:
+        return "", None
+    return max(modes, key=lambda kv: kv[1]["per_second"])
+
+
+def _rows_a(a: dict[str, Any]) -> list[Row]:
+    lm, sync = a.get("loopml"), a.get("mlflow")
+    label, fast = _fastest_async(a)
+    name = "(a) single log_metric calls, calls/s"
+    rows = [
+        Row(
+            name,
+            _rate(lm, "/s"),
+            _rate(sync, "/s"),
+            _rate(fast, "/s"),
+            "—",
+            f"loopml ≥ {TARGETS['a_rate']:,}/s",
+            lm["per_second"] >= TARGETS["a_rate"] if _ok(lm) else None,
+        ),
+    ]
+    if _ok(lm) and fast:
+        ratio = lm["per_second"] / fast["per_second"]
+        which = label.replace("mlflow_", "MLflow ").replace("_", " ")
+        rows.append(
+            Row(
+                f"(a) vs fastest MLflow async ({which})",
+                _rate(lm, "/s"),
+                _rate(sync, "/s"),
+                _rate(fast, "/s"),
+                _ratio(ratio),
+                f"≥ {TARGETS['a_ratio']}{X} MLflow async",
+                ratio >= TARGETS["a_ratio"],
+            )
+        )
+    return rows
+
+
+def _pair(
+    name: str, d: dict[str, Any], unit: str, threshold: float, what: str = "MLflow"
+) -> list[Row]:
+    lm, ml = d.get("loopml"), d.get("mlflow")
+    ratio = lm["per_second"] / ml["per_second"] if _ok(lm) and _ok(ml) else math.nan
+    passed = None if math.isnan(ratio) else ratio >= threshold
+    shown = "—" if math.isnan(ratio) else _ratio(ratio)
+    return [
+        Row(name, _rate(lm, unit), _rate(ml, unit), "—", shown, f"≥ {threshold}{X} {what}", passed)
+    ]
+
+
+def _rows_b(b: dict[str, Any]) -> list[Row]:
+    return _pair("(b) log_batch of 1,000, values/s", b, "/s", TARGETS["b_ratio"])
+
+
+def _rows_c(c: dict[str, Any]) -> list[Row]:
+    return _pair(
+        "(c) fluent runs (5 params, 5 metrics, 2 tags), runs/s", c, "/s", TARGETS["c_ratio"]
+    )
+
+
+def _search_sizes(d: dict[str, Any], tool: str) -> dict[int, dict[str, Any]]:
+    out = {}
+    for label, r in d.items():
+        t, _, n = label.partition("@")
+        if t == tool:
+            out[int(n)] = r
+    return dict(sorted(out.items()))
+
+
+def _med(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "—"
+    return "error" if "error" in r else _ms(r["median_ms"])
+
+
+def _rows_d(d: dict[str, Any]) -> list[Row]:
+    lm, ml = _search_sizes(d, "loopml"), _search_sizes(d, "mlflow")
+    rows = []
+    at, need = TARGETS["d_ratio_at"]
+    for n in sorted(set(lm) & set(ml)):
+        a, b = lm[n], ml[n]
+        ratio = b["median_ms"] / a["median_ms"] if _ok(a) and _ok(b) else math.nan
+        judged = n == at and not math.isnan(ratio)
+        rows.append(
+            Row(
+                f"(d) search, {n:,} runs, median",
+                _med(a),
+                _med(b),
+                "—",
+                "—" if math.isnan(ratio) else _ratio(ratio),
+                f"≥ {need}{X} MLflow" if n == at else "(no target)",
+                ratio >= need if judged else None,
+            )
+        )
+    for n, limit in TARGETS["d_abs"].items():
+        if n in lm:
+            r = lm[n]
+            rows.append(
+                Row(
+                    f"(d) search, {n:,} runs, median",
+                    _med(r),
+                    "not run",
+                    "—",
+                    "—",
+                    f"loopml < {limit:.0f} ms",
+                    r["median_ms"] < limit if _ok(r) else None,
+                )
+            )
+    return rows
+
+
+def _rows_e(e: dict[str, Any]) -> list[Row]:
+    imp = e.get("import")
+    if not _ok(imp):
+        return [Row("(e) import, ms", "error", "error", "—", "—", "", None)]
+    assert imp is not None
+    lm, ml = imp["loopml"]["import_ms"], imp["mlflow"]["import_ms"]
+    limit = TARGETS["e_ms"]
+    return [
+        Row(
+            "(e) `import X` in a fresh interpreter",
+            _ms(lm),
+            _ms(ml),
+            "—",
+            _ratio(ml / lm),
+            f"loopml < {limit:.0f} ms",
+            lm < limit,
+        )
+    ]
+
+
+# details -----------------------------------------------------------------------------------
+def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return [*lines, ""]
+
+
+def _peak(r: dict[str, Any]) -> str:
+    mem = r.get("memory")
+    return f"{mem['peak_rss_mib']:,.0f} MiB" if mem else "—"
+
+
+def _detail_rate(title: str, d: dict[str, Any], unit: str, extra: str = "") -> list[str]:
+    """One row per variant; runs get "ms per run", logging gets the time of the calls alone."""
+    per_run = any("ms_per_run" in r for r in d.values() if isinstance(r, dict))
+    middle = "ms per run" if per_run else "calls alone"
+    header = [
+        "variant",
+        "n",
+        "total time",
+        "rate",
+        middle,
+        "all written",
+        "peak RSS",
+        "load",
+        "env",
+    ]
+    rows = []
+    for label, r in d.items():
+        if not _ok(r):
+            rows.append([label, "error", *[""] * (len(header) - 2)])
+            continue
+        mid = f"{r['ms_per_run']:.2f} ms" if per_run else f"{r['calls_only_seconds']:.3f} s"
+        env = ", ".join(f"`{k}={v}`" for k, v in r.get("env", {}).items())
+        load = "/".join(f"{x:.1f}" for x in r.get("load_1min", []))
+        rows.append(
+            [
+                label,
+                f"{r['n']:,}",
+                f"{r['seconds']:.3f} s",
+                _num(r["per_second"], unit),
+                mid,
+                "yes" if r.get("complete") else "**NO**",
+                _peak(r),
+                load,
+                env,
+            ]
+        )
+    return [f"### {title}", "", *([extra, ""] if extra else []), *_table(header, rows)]
+
+
+def _detail_search(d: dict[str, Any]) -> list[str]:
+    rows = []
+    for tool in ("loopml", "mlflow"):
+        for n, r in _search_sizes(d, tool).items():
+            if not _ok(r):
+                rows.append([tool, f"{n:,}", "error", "", "", "", "", "", "", ""])
+                continue
+            one = r["one_call"]
+            rows.append(
+                [
+                    tool,
+                    f"{n:,}",
+                    _ms(r["median_ms"]),
+                    _ms(r["min_ms"]),
+                    _ms(r["p90_ms"]),
+                    f"{one['sql_ms']:.1f} / {one['total_ms']:.1f} ms ({one['statements']})",
+                    "yes" if r["matches_expected"] else "**NO**",
+                    f"{r['populate_seconds']:.1f} s",
+                    f"{r['db_mib']:,.0f} MiB",
+                    _peak(r),
+                ]
+            )
+    header = [
+        "tool",
+        "runs",
+        "median",
+        "min",
+        "p90",
+        "SQL alone / whole call (SELECTs)",
+        "top-100 correct",
+        "populate",
+        "DB size",
+        "peak RSS",
+    ]
+    lines = ["### (d) search_runs", "", *_table(header, rows)]
+    lines += _growth(_search_sizes(d, "loopml"), "loopml")
+    lines += _growth(_search_sizes(d, "mlflow"), "MLflow")
+    plans = [(n, r) for n, r in _search_sizes(d, "loopml").items() if _ok(r) and "query_plan" in r]
+    if plans:
+        n, r = plans[-1]
+        lines += [
+            f"loopml's slowest statement at {n:,} runs and its `EXPLAIN QUERY PLAN`:",
+            "",
+            "```sql",
+            r["slowest_statement"].strip(),
+            "```",
+            "",
+            "```",
+            *r["query_plan"],
+            "```",
+            "",
+        ]
+    return lines
+
+
+def _growth(sizes: dict[int, dict[str, Any]], name: str) -> list[str]:
+    pts = [(n, r["median_ms"]) for n, r in sizes.items() if _ok(r)]
+    if len(pts) < 2:
+        return []
+    steps = []
+    for (n0, t0), (n1, t1) in itertools.pairwise(pts):
+        exponent = math.log(t1 / t0) / math.log(n1 / n0) if t0 > 0 and t1 > 0 else math.nan
+        steps.append(
+            f"{n0:,}→{n1:,} runs ({X}{n1 / n0:g}): time {X}{t1 / t0:.2f} (∝ runs^{exponent:.2f})"
+        )
+    return [f"{name} cost growth: " + "; ".join(steps) + ".", ""]
+
+
+def _detail_import(e: dict[str, Any]) -> list[str]:
+    imp = e.get("import")
+    if not _ok(imp):
+        return ["### (e) import", "", "error", ""]
+    assert imp is not None
+    rows = []
+    labels = {
+        "loopml": "import loopml",
+        "mlflow": "import mlflow",
+        "loopml_api": "import loopml; loopml.Client; loopml.start_run",
+    }
+    for key, label in labels.items():
+        if key in imp:
+            x = imp[key]
+            slow = ", ".join(
+                f"{m['module']} {m['cumulative_ms']:.0f}"
+                for m in x["importtime"]["slowest_direct_imports"][:4]
+            )
+            rows.append(
+                [
+                    f"`{label}`",
+                    _ms(x["import_ms"]),
+                    _ms(x["process_median_ms"]),
+                    str(x["importtime"]["modules"]),
+                    slow,
+                ]
+            )
+    header = [
+        "statement",
+        "import (median - bare interpreter)",
+        "whole process, median",
+        "modules loaded",
+        "slowest direct imports (ms, -X importtime)",
+    ]
+    return [
+        "### (e) import time",
+        "",
+        f"Median of {imp['repeats']} fresh interpreters each; bare `python -c pass` = "
+        f"{_ms(imp['baseline_ms'])}.",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _profiles(b: dict[str, Any]) -> list[str]:
+    lines = []
+    for bench, d in b.items():
+        for label, r in d.items():
+            prof = r.get("profile") if isinstance(r, dict) else None
+            if not prof:
+                continue
+            total = prof[0]["total_s"]
+            rows = [
+                [
+                    f"`{p['function']}`",
+                    f"{p['calls']:,}",
+                    f"{p['tottime_s']:.3f}",
+                    f"{p['cumtime_s']:.3f}",
+                ]
+                for p in prof[1:13]
+            ]
+            lines += [
+                f"<details><summary>({bench}) {label}: cProfile of one extra pass, "
+                f"{total:.2f} s profiled, top functions by self time</summary>",
+                "",
+                *_table(["function", "calls", "self s", "cumulative s"], rows),
+                "</details>",
+                "",
+            ]
+    return ["## loopml profiles", "", *lines] if lines else []
+
+
+def _load(b: dict[str, Any]) -> str:
+    loads = [
+        (f"({bench}) {label}", max(r["load_1min"]))
+        for bench, d in b.items()
+        for label, r in d.items()
+        if isinstance(r, dict) and "load_1min" in r
+    ]
+    if not loads:
+        return "not recorded"
+    busy = [f"{job} {load:.1f}" for job, load in loads if load > 1.5]
+    text = f"{min(x for _, x in loads):.2f} to {max(x for _, x in loads):.2f}"
+    return text + (f"; above 1.5 (other work running): {', '.join(busy)}" if busy else "")
+
+
+def render(res: dict[str, Any]) -> str:
+    b = res.get("benchmarks", {})
+    m, v = res["machine"], res["versions"]
+    out = ["# loopml vs MLflow — benchmark results", ""]
+    if res.get("quick"):
+        out += [
+            "> **Quick smoke run** (`--quick`): tiny sizes, so pass/fail below says little. "
+            "Run `make bench` for the real numbers.",
+            "",
+        ]
+    out += [
+        f"Generated by `benchmarks/report.py` from `benchmarks/results.json`, run started "
+        f"{res['started']}, took {res.get('duration_s', 0) / 60:.1f} min.",
+        "",
+        f"Command: `{res['command']}`",
+        "",
+        "## Machine and versions",
+        "",
+        *_table(
+            ["what", "value"],
+            [
+                ["CPU", f"{m['cpu_model']} — {m['nproc']} cores (nproc)"],
+                ["memory", f"{m['memory_gib']} GiB"],
+                ["kernel", m["kernel"]],
+                ["1-minute load average around the jobs", _load(b)],
+                *[[k, str(x)] for k, x in v.items()],
+            ],
+        ),
+        "Both tools use SQLite through SQLAlchemy in one process, each in a fresh temporary "
+        "folder with a fresh database, one subprocess per (tool, benchmark).",
+        "",
+        "## Targets",
+        "",
+        *_table(
+            [
+                "benchmark",
+                "loopml",
+                "MLflow",
+                "MLflow async (fastest)",
+                "ratio",
+                "target",
+                "result",
+            ],
+            [r.cells() for r in target_rows(res)],
+        ),
+    ]
+    out += ["## Details", ""]
+    if "a" in b:
+        out += _detail_rate(
+            "(a) single log_metric calls, flush included",
+            b["a"],
+            "/s",
+            "`calls only` is the loop of calls alone, before the final flush. "
+            "MLflow's async modes are `mlflow.config.enable_async_logging(True)`, "
+            "`log_metric(..., synchronous=False)`, then "
+            "`mlflow.flush_async_logging()` inside the timing; `buffered` also "
+            "sets MLflow's documented `MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS=1` "
+            "so its queue merges values into batches.",
+        )
+    if "b" in b:
+        out += _detail_rate("(b) log_batch, 1,000 values per call", b["b"], "/s")
+    if "c" in b:
+        out += _detail_rate(
+            "(c) runs through the fluent API",
+            b["c"],
+            "/s",
+            "`n` is the number of runs; the rate is runs per second.",
+        )
+    if "d" in b:
+        out += _detail_search(b["d"])
+    if "e" in b:
+        out += _detail_import(b["e"])
+    out += _profiles(b)
+    out += _errors(b)
+    out += _method(res)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _errors(b: dict[str, Any]) -> list[str]:
+    lines = []
+    for bench, d in b.items():
+        for label, r in d.items():
+            if isinstance(r, dict) and "error" in r:
+                lines += [
+                    f"### ({bench}) {label}: {r['error']}",
+                    "",
+                    "```",
+                    *r.get("log_tail", []),
+                    "```",
+                    "",
+                ]
+    return ["## Errors", "", *lines] if lines else []
+
+
+def _method(res: dict[str, Any]) -> list[str]:
+    sizes = res.get("sizes", {})
+    each: Callable[[str], str] = lambda k: f"`{k}`={sizes[k]}"  # noqa: E731
+    return [
+        "## Method",
+        "",
+        "- Timings use `time.perf_counter`; nothing is asserted, these are measurements.",
+        "- (a) times from the first call until every value is in the database "
+        "(`loopml.flush()`; `mlflow.flush_async_logging()` for MLflow's async modes).",
+        "- (b) builds the Metric records first and times only the `log_batch` calls.",
+        "- (c) times start_run → log_params → log_metrics → set_tags → end of the `with` block "
+        "for every run, plus loopml's final `flush()`.",
+        "- (d) fills each store directly with `sqlite3.executemany` after the tool created its "
+        "own schema; the same seeded runs go into both (p1 uniform over x/y/z/w, p2, m0 and m1 "
+        "uniform in 0..1 with one history row each, one tag). One warm-up search, then the "
+        "median of the timed ones; every result is checked against the top 100 computed in "
+        "Python. No ANALYZE is run for either tool.",
+        "- (e) subtracts the median of `python -c pass` from the median of `python -c "
+        '"import X"`, the three interleaved.',
+        "- Sizes: " + ", ".join(each(k) for k in sizes) + ". Each can be set with an environment "
+        "variable, e.g. `BENCH_RUNS_N_MLFLOW=300 make bench` (see `benchmarks/run_all.py`).",
+        "",
+    ]
+
+
+def write_report(results: dict[str, Any], path: Path) -> None:
+    path.write_text(render(results))
+
+
+if __name__ == "__main__":
+    write_report(json.loads((HERE / "results.json").read_text()), HERE / "RESULTS.md")

@@ -1,0 +1,325 @@
+"""Run every benchmark, one subprocess per (tool, benchmark), and write results.json + RESULTS.md.
+
+    python benchmarks/run_all.py            # the full suite (about 10-15 minutes on 2 cores)
+    python benchmarks/run_all.py --quick    # tiny sizes, a smoke run of every code path
+    python benchmarks/run_all.py --only a,d # a subset: a b c d e
+
+Sizes come from environment variables (see ``Sizes``); each job gets a fresh temporary folder as
+its working directory and store, an environment without LOOPML_*/MLFLOW_* settings from outside,
+and a time limit. A job that fails is recorded with the end of its log; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = os.environ.get(name)
+    return tuple(int(x) for x in raw.split(",") if x.strip()) if raw else default
+
+
+@dataclass(frozen=True)
+class Sizes:
+    log_n: int = 10_000  # (a) loopml and MLflow async
+    log_n_mlflow_sync: int = 10_000  # (a) MLflow synchronous (about 35 s at 10,000)
+    batch_n: int = 10_000  # (b)
+    batch_size: int = 1_000
+    runs_n: int = 2_000  # (c) loopml
+    runs_n_mlflow: int = 2_000  # (c) MLflow (about 45 runs/s here)
+    search_sizes: tuple[int, ...] = (2_000, 20_000)  # (d) both tools
+    search_loopml_sizes: tuple[int, ...] = (100_000, 1_000_000)  # (d) loopml alone
+    search_repeats: int = 20
+    import_repeats: int = 10
+
+    @classmethod
+    def from_env(cls, quick: bool) -> Sizes:
+        base = cls.quick() if quick else cls()
+        return cls(
+            log_n=_env_int("BENCH_LOG_N", base.log_n),
+            log_n_mlflow_sync=_env_int("BENCH_LOG_N_MLFLOW_SYNC", base.log_n_mlflow_sync),
+            batch_n=_env_int("BENCH_BATCH_N", base.batch_n),
+            batch_size=_env_int("BENCH_BATCH_SIZE", base.batch_size),
+            runs_n=_env_int("BENCH_RUNS_N", base.runs_n),
+            runs_n_mlflow=_env_int("BENCH_RUNS_N_MLFLOW", base.runs_n_mlflow),
+            search_sizes=_env_ints("BENCH_SEARCH_SIZES", base.search_sizes),
+            search_loopml_sizes=_env_ints("BENCH_SEARCH_LOOPML_SIZES", base.search_loopml_sizes),
+            search_repeats=_env_int("BENCH_SEARCH_REPEATS", base.search_repeats),
+            import_repeats=_env_int("BENCH_IMPORT_REPEATS", base.import_repeats),
+        )
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            log_n=500,
+            log_n_mlflow_sync=100,
+            batch_n=2_000,
+            batch_size=1_000,
+            runs_n=20,
+            runs_n_mlflow=10,
+            search_sizes=(500,),
+            search_loopml_sizes=(2_000,),
+            search_repeats=3,
+            import_repeats=2,
+        )
+
+
+@dataclass
+class Job:
+    bench: str
+    label: str  # the column in the report: loopml, mlflow, mlflow_async …
+    script: str
+    args: list[str]
+    tool: str | None = None  # None: the script takes no --tool (the import benchmark)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 900.0
+
+
+def plan(sizes: Sizes, only: set[str], profile: bool) -> list[Job]:
+    jobs: list[Job] = []
+    prof = ["--profile"] if profile else []
+    if "a" in only:
+        single = ["--case", "single"]
+        jobs += [
+            Job(
+                "a",
+                "loopml",
+                "bench_logging.py",
+                [*single, "--n", str(sizes.log_n), *prof],
+                "loopml",
+            ),
+            Job(
+                "a",
+                "mlflow",
+                "bench_logging.py",
+                [*single, "--mode", "sync", "--n", str(sizes.log_n_mlflow_sync)],
+                "mlflow",
+            ),
+            Job(
+                "a",
+                "mlflow_async",
+                "bench_logging.py",
+                [*single, "--mode", "async", "--n", str(sizes.log_n)],
+                "mlflow",
+            ),
+            # The same documented async mode, with MLflow's own batching of queued values.
+            Job(
+                "a",
+                "mlflow_async_buffered",
+                "bench_logging.py",
+                [*single, "--mode", "async", "--n", str(sizes.log_n)],
+                "mlflow",
+                env={"MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1"},
+            ),
+        ]
+    if "b" in only:
+        batch = [
+            "--case",
+            "batch",
+            "--n",
+            str(sizes.batch_n),
+            "--batch-size",
+            str(sizes.batch_size),
+        ]
+        jobs += [
+            Job("b", "loopml", "bench_logging.py", [*batch, *prof], "loopml"),
+            Job("b", "mlflow", "bench_logging.py", batch, "mlflow"),
+        ]
+    if "c" in only:
+        jobs += [
+            Job("c", "loopml", "bench_runs.py", ["--n", str(sizes.runs_n), *prof], "loopml"),
+            Job("c", "mlflow", "bench_runs.py", ["--n", str(sizes.runs_n_mlflow)], "mlflow"),
+        ]
+    if "d" in only:
+        repeats = ["--repeats", str(sizes.search_repeats)]
+        for n in sizes.search_sizes:
+            for tool in ("loopml", "mlflow"):
+                extra = prof if tool == "loopml" else []
+                jobs.append(
+                    Job(
+                        "d",
+                        f"{tool}@{n}",
+                        "bench_search.py",
+                        ["--runs", str(n), *repeats, *extra],
+                        tool,
+                    )
+                )
+        for n in sizes.search_loopml_sizes:
+            jobs.append(
+                Job(
+                    "d",
+                    f"loopml@{n}",
+                    "bench_search.py",
+                    ["--runs", str(n), *repeats, *prof],
+                    "loopml",
+                    timeout=1800,
+                )
+            )
+    if "e" in only:
+        jobs.append(Job("e", "import", "bench_import.py", ["--repeats", str(sizes.import_repeats)]))
+    return jobs
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPML_", "MLFLOW_"))}
+    env["PYTHONPATH"] = str(HERE)
+    env.update(extra)
+    return env
+
+
+def run_job(job: Job, tmp_root: Path | None, keep: bool) -> dict[str, Any]:
+    # Only [A-Za-z0-9_-] in the folder name: loopml (migrate.py) percent-encodes "@" in paths.
+    safe = re.sub(r"[^A-Za-z0-9_-]", "-", f"bench-{job.bench}-{job.label}-")
+    folder = Path(tempfile.mkdtemp(prefix=safe, dir=tmp_root))
+    out = folder / "result.json"
+    cmd = [sys.executable, str(HERE / job.script)]
+    if job.tool:
+        cmd += ["--tool", job.tool]
+    cmd += ["--dir", str(folder / "store"), "--out", str(out), *job.args]
+    log = folder / "log.txt"
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    try:
+        with log.open("w") as sink:
+            proc = subprocess.run(
+                cmd,
+                cwd=folder,
+                env=_clean_env(job.env),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=job.timeout,
+                check=False,
+            )
+        code: int | str = proc.returncode
+    except subprocess.TimeoutExpired:
+        code = f"timeout after {job.timeout:.0f} s"
+    elapsed = time.perf_counter() - t0
+    if code == 0 and out.exists():
+        result = json.loads(out.read_text())
+    else:
+        lines = log.read_text(errors="replace").splitlines()
+        tail = [line for line in lines if line.strip().strip("^~")][-30:]
+        result = {"error": f"exit {code}", "log_tail": tail}
+    result["job_seconds"] = round(elapsed, 2)
+    # Other work on this machine skews timings: keep the 1-minute load average around each job.
+    result["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    result["command"] = shlex.join(cmd[1:]).replace(str(folder), "$TMP")
+    if job.env:
+        result["env"] = job.env
+    if keep:
+        result["folder"] = str(folder)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def machine_facts() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "cpu_model": cpu,
+        "nproc": int(nproc) if nproc.isdigit() else os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "platform": platform.platform(),
+    }
+
+
+def versions() -> dict[str, str]:
+    def ver(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "python": platform.python_version(),
+        "loopml": ver("loopml") + (f" (git {git})" if git else ""),
+        "mlflow": ver("mlflow"),
+        "sqlalchemy": ver("sqlalchemy"),
+        "sqlite": sqlite3.sqlite_version,
+        "alembic": ver("alembic"),
+        "pandas": ver("pandas"),
+        "numpy": ver("numpy"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, < 1 min")
+    parser.add_argument("--only", default="a,b,c,d,e", help="benchmarks to run, e.g. a,d")
+    parser.add_argument("--no-profile", action="store_true", help="skip the loopml profiles")
+    parser.add_argument("--keep", action="store_true", help="keep each job's temporary folder")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--report", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+
+    sizes = Sizes.from_env(args.quick)
+    only = {x.strip() for x in args.only.split(",")}
+    tmp_root = Path(os.environ["BENCH_TMPDIR"]) if os.environ.get("BENCH_TMPDIR") else None
+    jobs = plan(sizes, only, profile=not (args.no_profile or args.quick))
+    started = time.time()
+    results: dict[str, Any] = {
+        "command": os.environ.get("BENCH_COMMAND")
+        or shlex.join([Path(sys.executable).name, *sys.argv]),
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "machine": machine_facts(),
+        "versions": versions(),
+        "sizes": asdict(sizes),
+        "benchmarks": {},
+    }
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] ({job.bench}) {job.label} …", end=" ", flush=True)
+        result = run_job(job, tmp_root, args.keep)
+        results["benchmarks"].setdefault(job.bench, {})[job.label] = result
+        print(result.get("error") or f"{result['job_seconds']:.1f} s", flush=True)
+    results["duration_s"] = round(time.time() - started, 1)
+
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    from report import write_report
+
+    write_report(results, args.report)
+    print(f"wrote {args.out} and {args.report} in {results['duration_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

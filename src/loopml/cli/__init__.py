@@ -1,0 +1,1 @@
+"""EDGE: the ``loopml`` command line (Typer + Rich), one module per command group."""
