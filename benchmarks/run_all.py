@@ -43,8 +43,9 @@ def _env_ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Sizes:
-    log_n: int = 10_000  # (a) loopml and MLflow async
+    log_n: int = 10_000  # (a) loopml
     log_n_mlflow_sync: int = 10_000  # (a) MLflow synchronous (about 35 s at 10,000)
+    log_n_mlflow_async: int = 10_000  # (a) MLflow async modes (about 50 s unbuffered)
     batch_n: int = 10_000  # (b)
     batch_size: int = 1_000
     runs_n: int = 2_000  # (c) loopml
@@ -60,6 +61,7 @@ class Sizes:
         return cls(
             log_n=_env_int("BENCH_LOG_N", base.log_n),
             log_n_mlflow_sync=_env_int("BENCH_LOG_N_MLFLOW_SYNC", base.log_n_mlflow_sync),
+            log_n_mlflow_async=_env_int("BENCH_LOG_N_MLFLOW_ASYNC", base.log_n_mlflow_async),
             batch_n=_env_int("BENCH_BATCH_N", base.batch_n),
             batch_size=_env_int("BENCH_BATCH_SIZE", base.batch_size),
             runs_n=_env_int("BENCH_RUNS_N", base.runs_n),
@@ -73,8 +75,9 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(
-            log_n=500,
-            log_n_mlflow_sync=100,
+            log_n=2_000,
+            log_n_mlflow_sync=50,
+            log_n_mlflow_async=100,
             batch_n=2_000,
             batch_size=1_000,
             runs_n=20,
@@ -121,7 +124,7 @@ def plan(sizes: Sizes, only: set[str], profile: bool) -> list[Job]:
                 "a",
                 "mlflow_async",
                 "bench_logging.py",
-                [*single, "--mode", "async", "--n", str(sizes.log_n)],
+                [*single, "--mode", "async", "--n", str(sizes.log_n_mlflow_async)],
                 "mlflow",
             ),
             # The same documented async mode, with MLflow's own batching of queued values.
@@ -129,7 +132,7 @@ def plan(sizes: Sizes, only: set[str], profile: bool) -> list[Job]:
                 "a",
                 "mlflow_async_buffered",
                 "bench_logging.py",
-                [*single, "--mode", "async", "--n", str(sizes.log_n)],
+                [*single, "--mode", "async", "--n", str(sizes.log_n_mlflow_async)],
                 "mlflow",
                 env={"MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1"},
             ),

@@ -23,8 +23,10 @@ def _pg_admin_url() -> str | None:
 
 
 def _with_database(url: str, name: str) -> str:
-    return sa.make_url(url).set(drivername="postgresql+psycopg", database=name).render_as_string(
-        hide_password=False
+    return (
+        sa.make_url(url)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
     )
 
 

@@ -33,7 +33,7 @@ def test_intact_chain_verifies(chain, audit_store):
 
 
 def test_edited_change_is_caught(chain, audit_store):
-    _exec(chain, "UPDATE audit_events SET change = '{\"tags\":{\"a\":\"2\"}}' WHERE seq = 3")
+    _exec(chain, 'UPDATE audit_events SET change = \'{"tags":{"a":"2"}}\' WHERE seq = 3')
     report = audit_store.verify()
     assert not report.ok and any("event 3" in p and "edited" in p for p in report.problems)
 

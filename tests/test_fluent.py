@@ -88,9 +88,8 @@ def test_metrics_are_buffered_then_flushed(lm):
      ("ok", True, 0), ("ok", None, 0), ("ok", 1.0, 1.5), ("ok", 1.0, "3")],
 )  # fmt: skip
 def test_bad_metrics_are_refused_at_the_call(lm, key, value, step):
-    with lm.start_run() as run:
-        with pytest.raises(InvalidArgument):
-            lm.log_metric(key, value, step=step)
+    with lm.start_run() as run, pytest.raises(InvalidArgument):
+        lm.log_metric(key, value, step=step)
     assert lm.get_run(run.run_id).metrics == {}
 
 
@@ -180,9 +179,8 @@ def test_tampered_artifact_fails_its_digest(lm, tmp_path):
 
 @pytest.mark.parametrize("evil", ["../escape.txt", "a/../../x.txt", "%2e%2e/x.txt", "/etc/x"])
 def test_artifact_names_cannot_escape(lm, evil):
-    with lm.start_run():
-        with pytest.raises(InvalidArgument):
-            lm.log_text("x", evil)
+    with lm.start_run(), pytest.raises(InvalidArgument):
+        lm.log_text("x", evil)
 
 
 def test_log_figure(lm):
@@ -294,6 +292,8 @@ def test_flush_interval_bounds_latency(lm):
     with lm.start_run() as active:
         lm.log_metric("m", 1.0)
         deadline = time.time() + 5
-        while time.time() < deadline and not lm.get_client()._tracking.get_run(active.run_id).metrics:
+        while (
+            time.time() < deadline and not lm.get_client()._tracking.get_run(active.run_id).metrics
+        ):
             time.sleep(0.05)
         assert lm.get_client()._tracking.get_run(active.run_id).metrics == {"m": 1.0}

@@ -29,7 +29,9 @@ def _writer(uri: str, artifacts: str, index: int, queue: mp.Queue) -> None:
             client.log_metric(run.run_id, "single", float(i), step=i)
         now = int(time.time() * 1000)
         for b in range(BATCHES):
-            batch = [Metric("batch", float(b * BATCH + j), now, b * BATCH + j) for j in range(BATCH)]
+            batch = [
+                Metric("batch", float(b * BATCH + j), now, b * BATCH + j) for j in range(BATCH)
+            ]
             client.log_batch(run.run_id, metrics=batch)
         client.set_terminated(run.run_id)
         client.close()

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _FLUENT = (
-    "ActiveRun", "active_run", "configure", "dataset_digest", "delete_tag", "end_run",
-    "flush", "get_client", "get_run", "get_tracking_uri", "last_active_run", "log_artifact", "log_artifacts",
+    "ActiveRun", "active_run", "configure", "dataset_digest", "delete_tag", "end_run", "flush",
+    "get_client", "get_run", "get_tracking_uri", "last_active_run", "log_artifact", "log_artifacts",
     "log_dict", "log_figure", "log_input", "log_metric", "log_metrics", "log_param", "log_params",
     "log_text", "search_runs", "set_experiment", "set_tag", "set_tags", "set_tracking_uri",
     "start_run",
@@ -67,10 +67,33 @@ if TYPE_CHECKING:
     from loopml.client import Client
     from loopml.errors import AlreadyExists, Conflict, InvalidArgument, LoopmlError, NotFound
     from loopml.fluent import (
-        ActiveRun, active_run, configure, dataset_digest, delete_tag, end_run, flush,
-        get_client, get_run, get_tracking_uri, last_active_run, log_artifact, log_artifacts, log_dict,
-        log_figure, log_input, log_metric, log_metrics, log_param, log_params, log_text,
-        search_runs, set_experiment, set_tag, set_tags, set_tracking_uri, start_run,
+        ActiveRun,
+        active_run,
+        configure,
+        dataset_digest,
+        delete_tag,
+        end_run,
+        flush,
+        get_client,
+        get_run,
+        get_tracking_uri,
+        last_active_run,
+        log_artifact,
+        log_artifacts,
+        log_dict,
+        log_figure,
+        log_input,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_text,
+        search_runs,
+        set_experiment,
+        set_tag,
+        set_tags,
+        set_tracking_uri,
+        start_run,
     )  # fmt: skip
     from loopml.settings import Settings
     from loopml.stack import Stack

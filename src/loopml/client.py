@@ -143,24 +143,29 @@ class Client:
         *,
         end_time: int | None = None,
         usage: RunUsage | None = None,
-    ) -> Run:
-        """End a run: flush its buffered metrics first, then record status, time and usage."""
-        self._buffer.flush(run_id)
-        return self._tracking.update_run(
+    ) -> None:
+        """End a run: its buffered metrics and its status, time and usage in one transaction."""
+        final = RunStatus(status.upper() if isinstance(status, str) else status)
+        self._buffer.drain_run(
             run_id,
-            status=RunStatus(status.upper() if isinstance(status, str) else status),
-            end_time=end_time if end_time is not None else _now_ms(),
-            cpu_seconds=usage.cpu_seconds if usage else None,
-            peak_memory_bytes=usage.peak_memory_bytes if usage else None,
-            actor=self.actor,
+            lambda pending: self._tracking.update_run(
+                run_id,
+                status=final,
+                end_time=end_time if end_time is not None else _now_ms(),
+                cpu_seconds=usage.cpu_seconds if usage else None,
+                peak_memory_bytes=usage.peak_memory_bytes if usage else None,
+                metrics=pending,
+                actor=self.actor,
+            ),
         )
 
     def resume_run(self, run_id: str) -> Run:
         """Mark an ended run RUNNING again, to log more to it."""
         run = self.get_run(run_id)
-        if run.status is RunStatus.RUNNING:
-            return run
-        return self._tracking.update_run(run_id, status=RunStatus.RUNNING, actor=self.actor)
+        if run.status is not RunStatus.RUNNING:
+            self._tracking.update_run(run_id, status=RunStatus.RUNNING, actor=self.actor)
+            run = self.get_run(run_id)
+        return run
 
     def delete_run(self, run_id: str) -> None:
         self._tracking.delete_run(run_id, actor=self.actor)
@@ -270,7 +275,7 @@ class Client:
     # artifacts -----------------------------------------------------------------------------
     @property
     def artifacts(self) -> RunArtifacts:
-        """Run artifacts: log, list, download (see :class:`loopml.tracking.artifacts.RunArtifacts`)."""
+        """Run artifacts: log, list, download (:class:`~loopml.tracking.artifacts.RunArtifacts`)."""
         if self._artifacts is None:
             from loopml.tracking.artifacts import RunArtifacts
 

@@ -204,7 +204,9 @@ def _run_id() -> str:
     return start_run().run_id  # MLflow starts a run implicitly on the first log call
 
 
-def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+def log_metric(
+    key: str, value: float, step: int | None = None, timestamp: int | None = None
+) -> None:
     get_client().log_metric(_run_id(), key, value, step, timestamp)
 
 
@@ -322,4 +324,3 @@ def search_runs(
         ids, filter_string, order_by=order_by, max_results=max_results, page_token=page_token,
         view=view,
     )  # fmt: skip
-

@@ -59,19 +59,21 @@ class FsspecArtifactStore:
             raise errors.InvalidArgument(
                 f"unsupported artifact root {root_uri!r}: use file, memory or s3"
             )
-        self._local_root = Path(os.path.abspath(os.path.expanduser(path)))
-        self._fs: Any = fsspec.filesystem("file")
-        self._root = self._local_root.as_posix()
-        if kind != "file":
-            options = dict(storage_options or {})
-            if kind == "s3":
-                errors.require("s3fs", "s3")
-                options = {"skip_instance_cache": True, "use_listings_cache": False, **options}
-            self._fs, root = url_to_fs(root_uri, **options)
-            self._root, bare = root.rstrip("/"), root.strip("/")
-            if clean_relpath(bare, allow_empty=kind == "memory") != bare:
-                raise errors.InvalidArgument(f"artifact root {root_uri!r} is not a normalised path")
-        self._root_uri = f"{kind}://{self._root.lstrip('/') if kind != 'file' else self._root}"
+        self._local_root = Path(os.path.abspath(os.path.expanduser(path)))  # used for kind "file"
+        if kind == "file":
+            self._fs: Any = fsspec.filesystem("file")
+            self._root = self._local_root.as_posix()
+            self._root_uri = f"file://{self._root}"
+            return
+        options = dict(storage_options or {})
+        if kind == "s3":
+            errors.require("s3fs", "s3")
+            options = {"skip_instance_cache": True, "use_listings_cache": False, **options}
+        self._fs, root = url_to_fs(root_uri, **options)
+        self._root, bare = root.rstrip("/"), root.strip("/")
+        if clean_relpath(bare, allow_empty=kind == "memory") != bare:
+            raise errors.InvalidArgument(f"artifact root {root_uri!r} is not a normalised path")
+        self._root_uri = f"{kind}://{bare}"
 
     def __repr__(self) -> str:
         return f"FsspecArtifactStore({self._root_uri!r})"
@@ -116,7 +118,9 @@ class FsspecArtifactStore:
                 digest, size = _copy(chunks, data.extend, progress)
                 self._fs.pipe_file(target, bytes(data))
             else:  # s3: stage first, so a failing source never starts an upload
-                fd, staged = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=PurePosixPath(rel).suffix)
+                fd, staged = tempfile.mkstemp(
+                    prefix=TMP_PREFIX, suffix=PurePosixPath(rel).suffix[:16]
+                )
                 try:
                     with os.fdopen(fd, "wb") as f:
                         digest, size = _copy(chunks, f.write, None)

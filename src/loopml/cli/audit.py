@@ -19,7 +19,9 @@ def _ms(text: str | None, name: str) -> int | None:
     try:
         return int(datetime.fromisoformat(text).timestamp() * 1000)
     except ValueError:
-        raise InvalidArgument(f"--{name} must be an ISO date or time, e.g. 2026-11-27T10:00") from None
+        raise InvalidArgument(
+            f"--{name} must be an ISO date or time, e.g. 2026-11-27T10:00"
+        ) from None
 
 
 @app.command("ls")

@@ -45,7 +45,9 @@ def create(
 ) -> None:
     """Create an experiment."""
     exp = get_client().create_experiment(name, project=project, description=description)
-    print_json(exp) if as_json else print_table("Created", ["id", "name"], [[exp.experiment_id, exp.name]])
+    print_json(exp) if as_json else print_table(
+        "Created", ["id", "name"], [[exp.experiment_id, exp.name]]
+    )
 
 
 @app.command()

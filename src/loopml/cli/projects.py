@@ -54,7 +54,9 @@ def update(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Change a project's goal, description or owner."""
-    p = get_client().update_project(project, business_goal=goal, description=description, owner=owner)
+    p = get_client().update_project(
+        project, business_goal=goal, description=description, owner=owner
+    )
     _show(p, as_json)
 
 

@@ -73,7 +73,9 @@ def ls(
 @app.command()
 @command
 def search(
-    filter_string: str = typer.Argument(..., help="e.g. \"metrics.acc > 0.9 and params.model = 'rf'\""),
+    filter_string: str = typer.Argument(
+        ..., help="e.g. \"metrics.acc > 0.9 and params.model = 'rf'\""
+    ),
     experiment: list[str] | None = ExperimentOpt,
     order_by: list[str] | None = typer.Option(None, "--order-by"),
     max_results: int = typer.Option(50, "--max-results", "-n"),
@@ -112,8 +114,8 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
         print_table("Inputs", ["name", "role", "digest"],
                     [[i.name, i.role, i.digest[:16]] for i in run.inputs])  # fmt: skip
     if artifacts:
-        print_table("Artifacts", ["path", "size", "sha256"],
-                    [[a.path, a.size, (a.sha256 or "")[:16]] for a in artifacts if not a.is_dir])  # fmt: skip
+        files = [[a.path, a.size, (a.sha256 or "")[:16]] for a in artifacts if not a.is_dir]
+        print_table("Artifacts", ["path", "size", "sha256"], files)
 
 
 @app.command()
@@ -137,7 +139,9 @@ def compare(run_ids: list[str], as_json: bool = typer.Option(False, "--json")) -
         for key in sorted({k for r in runs for k in getattr(r, attr)}):
             values = [getattr(r, attr).get(key) for r in runs]
             style = "bold yellow" if len({repr(v) for v in values}) > 1 else None
-            cells = ["-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in values]
+            cells = [
+                "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in values
+            ]
             table.add_row(f"{kind}s.{key}", *cells, style=style)
     console.print(table)
 

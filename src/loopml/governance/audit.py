@@ -41,7 +41,9 @@ class ChainReport:
 
 
 def canonical_json(change: dict[str, Any]) -> str:
-    return json.dumps(change, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return json.dumps(
+        change, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
 
 
 def digest_change(change_json: str) -> str:

@@ -13,14 +13,14 @@ DEFAULT_PROJECT = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,127}$")
 
 
-class Direction(str, enum.Enum):
+class Direction(enum.StrEnum):
     """Which way is better for a KPI."""
 
     MAXIMIZE = "maximize"
     MINIMIZE = "minimize"
 
 
-class JudgedAt(str, enum.Enum):
+class JudgedAt(enum.StrEnum):
     """When a KPI is checked: at validation time (offline) or in production (online)."""
 
     VALIDATION = "validation"
@@ -76,7 +76,7 @@ class Project:
 
 
 def validate_name(kind: str, name: str) -> str:
-    """Names of projects and KPIs: 1–128 characters, letters, digits, space, ``_ . -``."""
+    """Names of projects and KPIs: 1-128 characters, letters, digits, space, ``_ . -``."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidArgument(
             f"invalid {kind} name {name!r}: use 1-128 letters, digits, spaces, '_', '.' or '-', "

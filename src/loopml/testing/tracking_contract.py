@@ -148,14 +148,17 @@ class TrackingStoreContract:
 
     def test_update_run_status_and_usage(self, tracking_store):
         run = self.new_run(tracking_store)
-        ended = tracking_store.update_run(
+        tracking_store.update_run(
             run.run_id,
             status=RunStatus.FAILED,
             end_time=run.start_time + 1500,
             cpu_seconds=1.25,
             peak_memory_bytes=123456,
+            metrics=[Metric("final", 0.5, 1, 0)],
             actor=ACTOR,
         )
+        ended = tracking_store.get_run(run.run_id)
+        assert ended.metrics == {"final": 0.5}
         assert ended.status is RunStatus.FAILED and ended.wall_seconds == 1.5
         assert ended.cpu_seconds == 1.25 and ended.peak_memory_bytes == 123456
 
@@ -365,7 +368,7 @@ class TrackingStoreContract:
                 [exp], filter_string="metrics.acc > 0", page_token=page.next_page_token
             )
         with pytest.raises(InvalidArgument):
-            tracking_store.search_runs([exp], page_token="garbage!")
+            tracking_store.search_runs([exp], page_token="garbage!")  # noqa: S106
 
     @pytest.mark.parametrize(
         "bad",
@@ -402,7 +405,7 @@ class TrackingStoreContract:
         tracking_store.delete_run(run.run_id, actor="bob")
         actions = [e.action for e in audit_store.list_events(object_id=run.run_id)]
         assert actions == ["run.create", "run.set_tags", "run.update", "run.delete"]
-        assert [e.action for e in audit_store.list_events(actor="bob")][0] == "experiment.create"
+        assert audit_store.list_events(actor="bob")[0].action == "experiment.create"
         report = audit_store.verify()
         assert report.ok, report.problems
         assert report.events_checked >= 5

@@ -1,8 +1,8 @@
 """Buffered metric logging: ``log_metric`` appends to memory; a background thread writes batches.
 
 Guarantees:
-- bounded: when ``max_items`` values wait, ``add`` blocks until the writer drains them (back-pressure,
-  never dropping a value);
+- bounded: when ``max_items`` values wait, ``add`` blocks until the writer drains them
+  (back-pressure, never dropping a value);
 - ordered: one writer at a time, batches leave in the order they were logged;
 - flushed at ``flush()``, at the end of every run, and at interpreter exit;
 - failures are never silent: values a store refuses for good (a deleted run) are kept aside and the
@@ -17,13 +17,13 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from loopml.errors import LoopmlError, Unavailable
 from loopml.tracking.entities import Metric
 
 log = logging.getLogger(__name__)
-Writer = Callable[[dict[str, Sequence[Metric]]], None]
+Writer = Callable[[Mapping[str, Sequence[Metric]]], None]
 _BUFFERS: weakref.WeakSet[MetricBuffer] = weakref.WeakSet()
 
 
@@ -93,6 +93,22 @@ class MetricBuffer:
         """Write everything pending (or only ``run_id``'s values); raise what failed before."""
         self._drain(run_id, retry_transient=True)
         self._raise_failures(run_id)
+
+    def drain_run(self, run_id: str, write: Callable[[list[Metric]], None]) -> None:
+        """Hand ``run_id``'s pending values to ``write`` (e.g. with the run's final status).
+
+        Holds the writer lock, so no background batch of this run is still in flight when
+        ``write`` commits; on failure the values go back to the buffer.
+        """
+        self._raise_failures(run_id)
+        with self._write_lock:
+            items = self._take(run_id).get(run_id, [])
+            try:
+                write(items)
+            except BaseException:
+                if items:
+                    self._put_back({run_id: items})
+                raise
 
     def pending(self) -> int:
         return self._count

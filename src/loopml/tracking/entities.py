@@ -1,7 +1,7 @@
 """Frozen domain records of experiment tracking.
 
-Plain frozen dataclasses (with slots) rather than pydantic models: runs and metrics are created in hot
-loops and dataclasses cost a fraction of the construction time.
+Plain frozen dataclasses (with slots) rather than pydantic models: runs and metrics are created in
+hot loops and dataclasses cost a fraction of the construction time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     SCHEDULED = "SCHEDULED"
     FINISHED = "FINISHED"
@@ -25,12 +25,12 @@ class RunStatus(str, enum.Enum):
         return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 
 
-class Lifecycle(str, enum.Enum):
+class Lifecycle(enum.StrEnum):
     ACTIVE = "active"
     DELETED = "deleted"
 
 
-class ViewType(str, enum.Enum):
+class ViewType(enum.StrEnum):
     ACTIVE_ONLY = "active_only"
     DELETED_ONLY = "deleted_only"
     ALL = "all"

@@ -32,7 +32,9 @@ def source_info() -> SourceInfo:
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else "")
-    source = str(Path(path).resolve()) if path and Path(path).exists() else (path or "<interactive>")
+    source = (
+        str(Path(path).resolve()) if path and Path(path).exists() else (path or "<interactive>")
+    )
     folder = str(Path(source).parent) if Path(source).exists() else os.getcwd()
     commit, dirty = _git_state(folder)
     return SourceInfo(source, commit, dirty)

@@ -6,7 +6,7 @@ passes ``loopml.testing.tracking_contract``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from loopml.tracking.entities import (
@@ -52,8 +52,9 @@ class TrackingStore(Protocol):
         description: str | None = None,
     ) -> Experiment: ...
 
-    def set_experiment_tag(self, experiment_id: str, key: str, value: str, *, actor: str) -> None:
-        ...
+    def set_experiment_tag(
+        self, experiment_id: str, key: str, value: str, *, actor: str
+    ) -> None: ...
 
     def delete_experiment(self, experiment_id: str, *, actor: str) -> None: ...
 
@@ -85,8 +86,12 @@ class TrackingStore(Protocol):
         end_time: int | None = None,
         cpu_seconds: float | None = None,
         peak_memory_bytes: int | None = None,
+        metrics: Sequence[Metric] = (),
         actor: str,
-    ) -> Run: ...
+    ) -> None:
+        """Change status (and end time, usage); ``metrics`` still buffered land in the same
+        transaction, so a FINISHED run never lacks a value logged before it ended."""
+        ...
 
     def delete_run(self, run_id: str, *, actor: str) -> None: ...
 
@@ -104,7 +109,7 @@ class TrackingStore(Protocol):
         """All or nothing. Params are write-once: a different value raises Conflict."""
         ...
 
-    def log_metrics_multi(self, batches: dict[str, Sequence[Metric]]) -> None:
+    def log_metrics_multi(self, batches: Mapping[str, Sequence[Metric]]) -> None:
         """Write buffered metrics of several runs in one transaction (the background flusher)."""
         ...
 

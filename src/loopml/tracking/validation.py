@@ -91,4 +91,3 @@ def experiment_name(name: str) -> str:
             f"experiment name must be a non-empty string of at most 256 characters: {name!r:.60}"
         )
     return name
-

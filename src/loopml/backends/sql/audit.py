@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loopml.backends.sql.engine import Database
+from loopml.backends.sql.fastpath import DbapiTx
 from loopml.backends.sql.schema import audit_events, audit_head
 from loopml.governance.audit import (
     AuditEvent,
@@ -22,11 +23,22 @@ from loopml.governance.audit import (
 )
 
 _LOCK_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-_LOCK_HEAD_FOR_UPDATE = _LOCK_HEAD.with_for_update()
+_HEAD_SQL = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_INSERT_EVENT = (
+    "INSERT INTO audit_events (seq, ts, actor, action, object_type, object_id, change, "
+    "change_digest, prev_hash, hash) VALUES (:seq, :ts, :actor, :action, :object_type, "
+    ":object_id, :change, :change_digest, :prev_hash, :hash)"
+)
+_ADVANCE_HEAD = "UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1"
+
+
+def tx_of(conn: Connection) -> DbapiTx:
+    """The driver-level view of a SQLAlchemy connection's open transaction."""
+    return DbapiTx(conn.connection.driver_connection, conn.dialect.name == "postgresql")
 
 
 def append_event(
-    conn: Connection,
+    tx: DbapiTx | Connection,
     *,
     actor: str,
     action: str,
@@ -34,27 +46,37 @@ def append_event(
     object_id: str,
     change: dict[str, Any],
 ) -> None:
-    """Append one event to the chain; must run inside the mutation's own write transaction."""
-    prev_seq, prev_hash = conn.execute(_LOCK_HEAD_FOR_UPDATE).one()
+    """Append one event to the chain; must run inside the mutation's own write transaction.
+
+    The head row is locked (``FOR UPDATE`` on PostgreSQL; SQLite's write lock is already held),
+    which serialises appends, so sequence numbers are gap-free and each event hashes its
+    predecessor.
+    """
+    if isinstance(tx, Connection):
+        tx = tx_of(tx)
+    head = tx.one(_HEAD_SQL + (" FOR UPDATE" if tx.postgres else ""))
+    assert head is not None, "audit_head row missing: run migrations"
+    prev_seq, prev_hash = head
     seq, ts = prev_seq + 1, int(time.time() * 1000)
     change_json = canonical_json(change)
     change_digest = digest_change(change_json)
     h = event_hash(seq, ts, actor, action, object_type, object_id, change_digest, prev_hash)
-    conn.execute(
-        audit_events.insert().values(
-            seq=seq,
-            ts=ts,
-            actor=actor,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            change=change_json,
-            change_digest=change_digest,
-            prev_hash=prev_hash,
-            hash=h,
-        )
+    tx.execute(
+        _INSERT_EVENT,
+        {
+            "seq": seq,
+            "ts": ts,
+            "actor": actor,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "change": change_json,
+            "change_digest": change_digest,
+            "prev_hash": prev_hash,
+            "hash": h,
+        },
     )
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=h))
+    tx.execute(_ADVANCE_HEAD, {"seq": seq, "hash": h})
 
 
 def _event(row: Any) -> AuditEvent:

@@ -21,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from loopml.backends.sql.fastpath import DbapiTx, run_dbapi
 from loopml.errors import InvalidArgument, Unavailable
 
 T = TypeVar("T")
@@ -95,7 +96,9 @@ def _retryable(err: DBAPIError) -> bool:
         return True
     text = str(orig).lower()
     return isinstance(err, OperationalError) and (
-        "database is locked" in text or "database is busy" in text or "closed the connection" in text
+        "database is locked" in text
+        or "database is busy" in text
+        or "closed the connection" in text
     )
 
 
@@ -111,6 +114,10 @@ class Database:
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; retried whole on lock contention."""
         return self._run(self._writer, work)
+
+    def write_fast(self, work: Callable[[DbapiTx], T]) -> T:
+        """A write transaction on the driver connection (see ``fastpath``): for the hot path."""
+        return run_dbapi(self.engine, work, max_attempts=self._max_attempts)
 
     def read(self, work: Callable[[Connection], T]) -> T:
         return self._run(self.engine, work)

@@ -117,7 +117,9 @@ class SqlProjectStore:
 
     def list_projects(self) -> list[Project]:
         def work(conn: Connection) -> list[Project]:
-            ids = list(conn.execute(sa.select(projects.c.project_id).order_by("project_id")).scalars())
+            ids = list(
+                conn.execute(sa.select(projects.c.project_id).order_by("project_id")).scalars()
+            )
             return self._load(conn, ids)
 
         return self._db.read(work)

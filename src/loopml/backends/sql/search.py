@@ -113,7 +113,7 @@ def _comparison(c: Comparison) -> Any:
 def _order_term(key: OrderKey) -> _Term:
     if key.entity == "attribute":
         column = _ATTRIBUTE_COLUMNS[key.key]
-        return _Term(column, key.ascending, column.nullable)
+        return _Term(column, key.ascending, bool(column.nullable))
     table = _KV_TABLES[key.entity]
     value = (
         sa.select(table.c.value)
@@ -129,6 +129,7 @@ def _after(terms: Sequence[_Term], last: Sequence[Any]) -> Any:
     equal_so_far: list[Any] = []
     for term, value in zip(terms, last, strict=True):
         col = term.expr
+        after: Any
         if value is None:
             after = sa.false()
             equal = col.is_(None)
@@ -311,8 +312,9 @@ def plan_search(
     if expr is not None:
         where.append(_condition(expr))
     fingerprint = hashlib.sha256(
-        json.dumps([sorted(experiment_ids), filter_string or "", list(order_by or []), view.value])
-        .encode()
+        json.dumps(
+            [sorted(experiment_ids), filter_string or "", list(order_by or []), view.value]
+        ).encode()
     ).hexdigest()[:16]
     token = _Token.decode(page_token, fingerprint) if page_token else None
     return SearchPlan(sorted(set(experiment_ids)), where, keys, max_results, token, fingerprint)

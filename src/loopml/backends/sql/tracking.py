@@ -5,16 +5,18 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from loopml.backends.sql import runwrites as rw
 from loopml.backends.sql import search as sql_search
-from loopml.backends.sql.audit import append_event
+from loopml.backends.sql.audit import append_event, tx_of
 from loopml.backends.sql.engine import Database
+from loopml.backends.sql.fastpath import DbapiTx
 from loopml.backends.sql.projects import resolve_project_id
 from loopml.backends.sql.rows import (
     experiment_from_row,
@@ -26,13 +28,11 @@ from loopml.backends.sql.rows import (
 from loopml.backends.sql.schema import (
     experiment_tags,
     experiments,
-    latest_metrics,
     run_artifacts,
     run_inputs,
     runs,
 )
 from loopml.backends.sql.schema import metrics as metric_table
-from loopml.backends.sql.schema import params as param_table
 from loopml.backends.sql.schema import tags as tag_table
 from loopml.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from loopml.tracking import validation
@@ -68,6 +68,9 @@ def _int_id(kind: str, value: str) -> int:
 class SqlTrackingStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._experiment_q = sa.select(experiments).where(
+            experiments.c.experiment_id == sa.bindparam("experiment_id")
+        )
 
     # experiments ---------------------------------------------------------------------------
     def create_experiment(
@@ -248,9 +251,8 @@ class SqlTrackingStore:
 
         self._db.write(work)
 
-    @staticmethod
-    def _experiment_row(conn: Connection, eid: int) -> Any:
-        row = conn.execute(sa.select(experiments).where(experiments.c.experiment_id == eid)).first()
+    def _experiment_row(self, conn: Connection, eid: int) -> Any:
+        row = conn.execute(self._experiment_q, {"experiment_id": eid}).first()
         if row is None:
             raise NotFound(f"experiment {eid} not found")
         return row
@@ -292,20 +294,15 @@ class SqlTrackingStore:
             "deleted_time": None,
         }
 
-        def work(conn: Connection) -> None:
-            exp = self._experiment_row(conn, eid)
-            if exp.lifecycle_stage != _ACTIVE:
-                raise Conflict(f"experiment {experiment_id} is deleted; restore it first")
+        def work(tx: DbapiTx) -> None:
+            rw.active_experiment(tx, eid)
             if parent_run_id is not None:
-                self._active_run(conn, parent_run_id)
-            conn.execute(runs.insert().values(**row))
+                rw.active_run(tx, parent_run_id)
+            tx.execute(rw.INSERT_RUN, row)
             if checked_tags:
-                conn.execute(
-                    tag_table.insert(),
-                    [{"run_id": run_id, "key": k, "value": v} for k, v in checked_tags.items()],
-                )
+                rw.write_tags(tx, run_id, checked_tags)
             append_event(
-                conn,
+                tx,
                 actor=actor,
                 action="run.create",
                 object_type="run",
@@ -313,7 +310,7 @@ class SqlTrackingStore:
                 change={"experiment_id": eid, "run_name": name, "tags": checked_tags},
             )
 
-        self._db.write(work)
+        self._db.write_fast(work)
         return run_from_dict(row, checked_tags)
 
     def get_run(self, run_id: str) -> Run:
@@ -333,33 +330,34 @@ class SqlTrackingStore:
         end_time: int | None = None,
         cpu_seconds: float | None = None,
         peak_memory_bytes: int | None = None,
+        metrics: Sequence[Metric] = (),
         actor: str,
-    ) -> Run:
+    ) -> None:
         status = _status(status)
-        values: dict[str, Any] = {"status": status.value}
-        if end_time is not None:
-            values["end_time"] = end_time
-        elif status.is_terminal:
-            values["end_time"] = _now()
-        if cpu_seconds is not None:
-            values["cpu_seconds"] = float(cpu_seconds)
-        if peak_memory_bytes is not None:
-            values["peak_memory_bytes"] = int(peak_memory_bytes)
+        if end_time is None and status.is_terminal:
+            end_time = _now()
+        values: dict[str, Any] = {
+            "status": status.value,
+            "end_time": end_time,
+            "cpu_seconds": None if cpu_seconds is None else float(cpu_seconds),
+            "peak_memory_bytes": None if peak_memory_bytes is None else int(peak_memory_bytes),
+        }
 
-        def work(conn: Connection) -> None:
-            self._active_run(conn, run_id)
-            conn.execute(runs.update().where(runs.c.run_id == run_id).values(**values))
+        def work(tx: DbapiTx) -> None:
+            experiment_id = rw.active_run(tx, run_id)
+            if metrics:
+                rw.write_metrics(tx, run_id, experiment_id, metrics)
+            tx.execute(rw.UPDATE_RUN, {"run_id": run_id, **values})
             append_event(
-                conn,
+                tx,
                 actor=actor,
                 action="run.update",
                 object_type="run",
                 object_id=run_id,
-                change=values,
+                change={k: v for k, v in values.items() if v is not None},
             )
 
-        self._db.write(work)
-        return self.get_run(run_id)
+        self._db.write_fast(work)
 
     def delete_run(self, run_id: str, *, actor: str) -> None:
         self._set_run_lifecycle(run_id, _DELETED, actor)
@@ -370,7 +368,7 @@ class SqlTrackingStore:
     def _set_run_lifecycle(self, run_id: str, stage: str, actor: str) -> None:
         def work(conn: Connection) -> None:
             row = self._run_row(conn, run_id)
-            if row.lifecycle_stage == stage:
+            if row[2] == stage:
                 raise Conflict(f"run {run_id} is already {stage}")
             deleted_time = _now() if stage == _DELETED else None
             conn.execute(
@@ -389,22 +387,11 @@ class SqlTrackingStore:
 
         self._db.write(work)
 
-    @staticmethod
-    def _run_row(conn: Connection, run_id: str) -> Any:
-        row = conn.execute(
-            sa.select(runs.c.run_id, runs.c.experiment_id, runs.c.lifecycle_stage).where(
-                runs.c.run_id == run_id
-            )
-        ).first()
-        if row is None:
-            raise NotFound(f"run {run_id!r} not found")
-        return row
+    def _run_row(self, conn: Connection, run_id: str) -> Any:
+        return rw.run_state(tx_of(conn), run_id)
 
-    def _active_run(self, conn: Connection, run_id: str) -> Any:
-        row = self._run_row(conn, run_id)
-        if row.lifecycle_stage != _ACTIVE:
-            raise Conflict(f"run {run_id} is deleted; restore it before changing it")
-        return row
+    def _active_run(self, conn: Connection, run_id: str) -> int:
+        return rw.active_run(tx_of(conn), run_id)
 
     # logging -------------------------------------------------------------------------------
     def log_batch(
@@ -425,25 +412,32 @@ class SqlTrackingStore:
         tag_map = {t.key: t.value for t in tags}
         _checked_tags(tag_map)
 
-        def work(conn: Connection) -> None:
-            run = self._active_run(conn, run_id)
+        def work(tx: DbapiTx) -> None:
+            experiment_id = rw.active_run(tx, run_id)
             if param_map:
-                _write_params(conn, run_id, param_map)
+                rw.write_params(tx, run_id, param_map)
             if tag_map:
-                _write_tags(conn, run_id, tag_map, actor)
+                rw.write_tags(tx, run_id, tag_map)
+                append_event(
+                    tx,
+                    actor=actor,
+                    action="run.set_tags",
+                    object_type="run",
+                    object_id=run_id,
+                    change={"tags": tag_map},
+                )
             if metrics:
-                _write_metrics(conn, run_id, run.experiment_id, metrics)
+                rw.write_metrics(tx, run_id, experiment_id, metrics)
 
-        self._db.write(work)
+        self._db.write_fast(work)
 
-    def log_metrics_multi(self, batches: dict[str, Sequence[Metric]]) -> None:
-        def work(conn: Connection) -> None:
+    def log_metrics_multi(self, batches: Mapping[str, Sequence[Metric]]) -> None:
+        def work(tx: DbapiTx) -> None:
             for run_id, items in sorted(batches.items()):
-                run = self._active_run(conn, run_id)
-                _write_metrics(conn, run_id, run.experiment_id, items)
+                rw.write_metrics(tx, run_id, rw.active_run(tx, run_id), items)
 
         if batches:
-            self._db.write(work)
+            self._db.write_fast(work)
 
     def delete_tag(self, run_id: str, key: str, *, actor: str) -> None:
         def work(conn: Connection) -> None:
@@ -600,69 +594,3 @@ def _checked_params(items: Sequence[Param]) -> dict[str, str]:
             raise InvalidArgument(f"param {p.key!r} appears twice in one batch with other values")
         out[p.key] = value
     return out
-
-
-def _write_params(conn: Connection, run_id: str, param_map: dict[str, str]) -> None:
-    """Params are write-once: an equal value is accepted again, another value is a Conflict."""
-    keys = sorted(param_map)
-    stmt = insert_for(conn, param_table).on_conflict_do_nothing()
-    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": param_map[k]} for k in keys])
-    pt = param_table.c
-    stored = conn.execute(
-        sa.select(pt.key, pt.value).where(pt.run_id == run_id, pt.key.in_(keys))
-    ).all()
-    for key, value in stored:
-        if value != param_map[key]:
-            raise Conflict(
-                f"param {key!r} of run {run_id} is already {value!r:.100}; params are immutable, "
-                f"so it cannot become {param_map[key]!r:.100}"
-            )
-
-
-def _write_tags(conn: Connection, run_id: str, tag_map: dict[str, str], actor: str) -> None:
-    stmt = insert_for(conn, tag_table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-    )
-    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in tag_map.items()])
-    append_event(
-        conn,
-        actor=actor,
-        action="run.set_tags",
-        object_type="run",
-        object_id=run_id,
-        change={"tags": tag_map},
-    )
-
-
-def _write_metrics(
-    conn: Connection, run_id: str, experiment_id: int, items: Sequence[Metric]
-) -> None:
-    rows = []
-    latest: dict[str, tuple[int, int, float | None]] = {}
-    for m in items:
-        value = None if math.isnan(m.value) else m.value
-        rows.append(
-            {"run_id": run_id, "key": m.key, "value": value, "step": m.step,
-             "timestamp": m.timestamp}
-        )  # fmt: skip
-        seen = latest.get(m.key)
-        if seen is None or (m.step, m.timestamp) >= seen[:2]:
-            latest[m.key] = (m.step, m.timestamp, value)
-    conn.execute(metric_table.insert(), rows)
-    stmt = insert_for(conn, latest_metrics)
-    ex = stmt.excluded
-    lm = latest_metrics.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"],
-        set_={"value": ex.value, "step": ex.step, "timestamp": ex.timestamp},
-        where=sa.or_(ex.step > lm.step, sa.and_(ex.step == lm.step, ex.timestamp >= lm.timestamp)),
-    )
-    conn.execute(
-        stmt,
-        [
-            {"run_id": run_id, "key": k, "experiment_id": experiment_id, "value": v[2],
-             "step": v[0], "timestamp": v[1]}
-            for k, v in sorted(latest.items())
-        ],
-    )  # fmt: skip
