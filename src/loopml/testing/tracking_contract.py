@@ -340,19 +340,35 @@ class TrackingStoreContract:
         page = tracking_store.search_runs([exp], order_by=["tags.team", "attributes.run_name DESC"])
         assert self._names(page)[:2] == ["run-05", "run-04"]
 
+    def test_filter_and_order_on_metrics_together(self, tracking_store):
+        exp, _ = self._search_fixture(tracking_store)
+        page = tracking_store.search_runs(
+            [exp],
+            filter_string="metrics.acc > 0.25 and params.model = 'rf' and metrics.loss IS NULL",
+            order_by=["metrics.acc DESC"],
+        )
+        assert self._names(page) == ["run-11", "run-09", "run-07", "run-03"]
+
     @pytest.mark.parametrize(
-        "order",
-        [None, ["metrics.acc DESC"], ["metrics.loss ASC"], ["params.model", "metrics.acc DESC"],
-         ["attributes.run_name"], ["tags.team DESC", "metrics.loss"]],
+        ("order", "flt"),
+        [(None, None), (["metrics.acc DESC"], None), (["metrics.loss ASC"], None),
+         (["params.model", "metrics.acc DESC"], None), (["attributes.run_name"], None),
+         (["tags.team DESC", "metrics.loss"], None),
+         (["metrics.acc DESC"], "metrics.acc > 0.15 or metrics.acc IS NULL"),
+         (["metrics.loss DESC"], "metrics.acc >= 0")],
     )  # fmt: skip
-    def test_pagination_visits_every_run_once_in_order(self, tracking_store, order):
+    def test_pagination_visits_every_run_once_in_order(self, tracking_store, order, flt):
         exp, run_ids = self._search_fixture(tracking_store)
-        whole = tracking_store.search_runs([exp], order_by=order, max_results=100)
-        assert whole.next_page_token is None and len(whole.items) == len(run_ids)
+        whole = tracking_store.search_runs(
+            [exp], filter_string=flt, order_by=order, max_results=100
+        )
+        assert whole.next_page_token is None
+        assert len(whole.items) == (len(run_ids) if flt is None else len(whole.items))
+        assert whole.items
         seen, token = [], None
         for _ in range(20):
             page = tracking_store.search_runs(
-                [exp], order_by=order, max_results=5, page_token=token
+                [exp], filter_string=flt, order_by=order, max_results=5, page_token=token
             )
             seen += [r.run_id for r in page.items]
             token = page.next_page_token

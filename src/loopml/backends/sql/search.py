@@ -101,7 +101,9 @@ def _comparison(c: Comparison) -> Any:
         if c.op == "IS NOT NULL":
             return column.is_not(None)
         return _compare(column, c.op, c.value)
-    table = _KV_TABLES[c.entity]
+    # An alias: the outer query may itself read latest_metrics (ordering by a metric), and a
+    # subquery on the bare table would silently correlate to it.
+    table = _KV_TABLES[c.entity].alias()
     row = sa.select(sa.literal(1)).where(table.c.run_id == runs.c.run_id, table.c.key == c.key)
     if c.op == "IS NULL":
         return ~row.exists()
@@ -114,7 +116,7 @@ def _order_term(key: OrderKey) -> _Term:
     if key.entity == "attribute":
         column = _ATTRIBUTE_COLUMNS[key.key]
         return _Term(column, key.ascending, bool(column.nullable))
-    table = _KV_TABLES[key.entity]
+    table = _KV_TABLES[key.entity].alias()
     value = (
         sa.select(table.c.value)
         .where(table.c.run_id == runs.c.run_id, table.c.key == key.key)
@@ -261,7 +263,7 @@ class SearchPlan:
 
     @staticmethod
     def _has_metric(key: str) -> Any:
-        lm = latest_metrics
+        lm = latest_metrics.alias()
         return (
             sa.select(sa.literal(1))
             .where(lm.c.run_id == runs.c.run_id, lm.c.key == key, lm.c.value.is_not(None))
