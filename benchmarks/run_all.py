@@ -192,6 +192,15 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def wait_for_quiet(max_seconds: float, threshold: float) -> float:
+    """Wait (at most ``max_seconds``) until the 1-minute load average drops below ``threshold``:
+    the machine is shared, and other work on its 2 cores skews every timing."""
+    t0 = time.monotonic()
+    while os.getloadavg()[0] >= threshold and time.monotonic() - t0 < max_seconds:
+        time.sleep(5)
+    return time.monotonic() - t0
+
+
 def run_job(job: Job, tmp_root: Path | None, keep: bool) -> dict[str, Any]:
     # Only [A-Za-z0-9_-] in the folder name: loopml (migrate.py) percent-encodes "@" in paths.
     safe = re.sub(r"[^A-Za-z0-9_-]", "-", f"bench-{job.bench}-{job.label}-")
@@ -310,9 +319,14 @@ def main() -> None:
         "sizes": asdict(sizes),
         "benchmarks": {},
     }
+    wait_max = float(os.environ.get("BENCH_WAIT_IDLE", 0))
+    idle_load = float(os.environ.get("BENCH_IDLE_LOAD", 1.0))
     for i, job in enumerate(jobs, 1):
         print(f"[{i}/{len(jobs)}] ({job.bench}) {job.label} …", end=" ", flush=True)
+        waited = wait_for_quiet(wait_max, idle_load) if wait_max > 0 else 0.0
         result = run_job(job, tmp_root, args.keep)
+        if waited >= 1:
+            result["waited_for_quiet_s"] = round(waited)
         results["benchmarks"].setdefault(job.bench, {})[job.label] = result
         print(result.get("error") or f"{result['job_seconds']:.1f} s", flush=True)
     results["duration_s"] = round(time.time() - started, 1)

@@ -31,7 +31,13 @@ PROJECT = "fraud-detection"
 def make_transactions(n: int = 6000, seed: int = 7) -> pd.DataFrame:
     """Synthetic card transactions: about 5 % fraud."""
     x, y = make_classification(
-        n_samples=n, n_features=12, n_informative=6, weights=[0.95], flip_y=0.01, random_state=seed
+        n_samples=n,
+        n_features=12,
+        n_informative=6,
+        weights=[0.95],
+        flip_y=0.01,
+        class_sep=2.0,
+        random_state=seed,
     )
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
     frame["is_fraud"] = y

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from loopml.cli.context import get_client
+from loopml.cli.context import get_client, resolve_run_id
 from loopml.cli.output import command, print_json, print_table
 
 app = typer.Typer(help="Artifacts of runs.", no_args_is_help=True)
@@ -23,7 +23,9 @@ def ls(
 ) -> None:
     """List a run's artifacts."""
     client = get_client()
-    entries = client.artifacts.list(client.get_run(run_id), path, recursive=recursive)
+    entries = client.artifacts.list(
+        client.get_run(resolve_run_id(run_id)), path, recursive=recursive
+    )
     if as_json:
         print_json(entries)
         return
@@ -40,7 +42,7 @@ def get(
 ) -> None:
     """Download a file or folder; every recorded sha256 is verified."""
     client = get_client()
-    run = client.get_run(run_id)
+    run = client.get_run(resolve_run_id(run_id))
     entries = [e for e in client.artifacts.list(run, path, recursive=True) if not e.is_dir]
     total = sum(e.size or 0 for e in entries) or None
     with Progress(

@@ -17,8 +17,9 @@ from rich.table import Table
 
 from loopml.errors import LoopmlError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output has no terminal width; use a wide one rather than fold every cell.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _plain(value: Any) -> Any:
@@ -49,7 +50,7 @@ def fmt_value(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return f"{v:.4g}"
     return str(v)
 
 

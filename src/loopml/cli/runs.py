@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loopml.cli.context import get_client
+from loopml.cli.context import get_client, resolve_run_id
 from loopml.cli.output import command, console, fmt_time, print_json, print_mapping, print_table
 from loopml.errors import InvalidArgument
 from loopml.tracking.entities import Page, Run, ViewType
@@ -24,20 +24,23 @@ def _experiment_ids(refs: list[str] | None) -> list[str]:
     return [e.experiment_id for e in get_client().list_experiments()]
 
 
-def _print_page(page: Page[Run], as_json: bool) -> None:
+def _print_page(page: Page[Run], as_json: bool, order_by: list[str] | None = None) -> None:
     if as_json:
         print_json({"runs": page.items, "next_page_token": page.next_page_token})
         return
-    metric_keys = sorted({k for r in page.items for k in r.metrics})[:6]
+    # The metric the user sorts by first, then others, as many as fit a terminal.
+    first = [
+        o.split()[0].removeprefix("metrics.") for o in order_by or [] if o.startswith("metrics.")
+    ]
+    others = sorted({k for r in page.items for k in r.metrics} - set(first))
+    metric_keys = (first + others)[:4]
     rows = [
-        [r.run_id, r.run_name, r.status.value, fmt_time(r.start_time), r.experiment_id,
+        [r.run_id[:8], r.run_name, r.status.value, fmt_time(r.start_time)[5:16],
          *[r.metrics.get(k) for k in metric_keys]]
         for r in page.items
     ]  # fmt: skip
     caption = f"next page: --page-token {page.next_page_token}" if page.next_page_token else ""
-    print_table(
-        "Runs", ["run id", "name", "status", "started", "exp", *metric_keys], rows, caption=caption
-    )
+    print_table("Runs", ["run", "name", "status", "started", *metric_keys], rows, caption=caption)
 
 
 def _search(
@@ -53,7 +56,7 @@ def _search(
         _experiment_ids(experiments), filter_string, order_by=order_by, max_results=max_results,
         page_token=page_token, view=ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY,
     )  # fmt: skip
-    _print_page(page, as_json)
+    _print_page(page, as_json, order_by)
 
 
 @app.command("ls")
@@ -90,9 +93,9 @@ def search(
 @app.command()
 @command
 def show(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Everything about one run."""
+    """Everything about one run (a unique id prefix is enough)."""
     client = get_client()
-    run = client.get_run(run_id)
+    run = client.get_run(resolve_run_id(run_id))
     artifacts = client.artifacts.list(run, recursive=True)
     if as_json:
         print_json({"run": run, "artifacts": artifacts})
@@ -125,7 +128,7 @@ def compare(run_ids: list[str], as_json: bool = typer.Option(False, "--json")) -
     if not 2 <= len(run_ids) <= 10:
         raise InvalidArgument("compare takes 2 to 10 run ids")
     client = get_client()
-    runs = [client.get_run(r) for r in run_ids]
+    runs = [client.get_run(resolve_run_id(r)) for r in run_ids]
     if as_json:
         print_json({r.run_id: {"params": r.params, "metrics": r.metrics} for r in runs})
         return
@@ -150,6 +153,7 @@ def compare(run_ids: list[str], as_json: bool = typer.Option(False, "--json")) -
 @command
 def delete(run_id: str) -> None:
     """Soft-delete a run."""
+    run_id = resolve_run_id(run_id)
     get_client().delete_run(run_id)
     typer.echo(f"run {run_id} deleted")
 
@@ -158,5 +162,6 @@ def delete(run_id: str) -> None:
 @command
 def restore(run_id: str) -> None:
     """Restore a deleted run."""
+    run_id = resolve_run_id(run_id)
     get_client().restore_run(run_id)
     typer.echo(f"run {run_id} restored")
