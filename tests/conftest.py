@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -30,39 +31,48 @@ def _with_database(url: str, name: str) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
-    """A migrated PostgreSQL database to clone per test (CREATE DATABASE … TEMPLATE is fast)."""
+@contextmanager
+def _database(prefix: str, template: str | None = None) -> Iterator[str]:
+    """Create a PostgreSQL database for a test (skipping when none is configured), then drop it."""
     url = _pg_admin_url()
     if not url:
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run); it is not set here")
-    admin = sa.create_engine(_with_database(url, sa.make_url(url).database or "postgres"),
-                             isolation_level="AUTOCOMMIT")  # fmt: skip
-    name = f"loopml_tpl_{uuid.uuid4().hex[:10]}"
+    admin_db = sa.make_url(url).database or "postgres"
+    admin = sa.create_engine(_with_database(url, admin_db), isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    clone = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(_with_database(url, name))
-    ensure_schema(engine)
-    engine.dispose()
-    yield name
-    with admin.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        c.execute(sa.text(f'CREATE DATABASE "{name}"{clone}'))
+    try:
+        yield _with_database(url, name)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database to clone per test (CREATE DATABASE … TEMPLATE is fast)."""
+    with _database("loopml_tpl") as url:
+        engine = make_engine(url)
+        ensure_schema(engine)
+        engine.dispose()
+        yield sa.make_url(url).database or ""
 
 
 @pytest.fixture
 def pg_url(pg_template: str) -> Iterator[str]:
-    url = _pg_admin_url()
-    assert url
-    admin = sa.create_engine(_with_database(url, sa.make_url(url).database or "postgres"),
-                             isolation_level="AUTOCOMMIT")  # fmt: skip
-    name = f"loopml_t_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
-    yield _with_database(url, name)
-    with admin.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    """A fresh, migrated PostgreSQL database."""
+    with _database("loopml_t", template=pg_template) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_empty_url() -> Iterator[str]:
+    """A brand-new, empty PostgreSQL database (no schema yet)."""
+    with _database("loopml_e") as url:
+        yield url
 
 
 @pytest.fixture
@@ -100,20 +110,3 @@ def project_store(database):
 @pytest.fixture
 def audit_store(database):
     return SqlAuditStore(database)
-
-
-@pytest.fixture
-def pg_empty_url() -> Iterator[str]:
-    """A brand-new, empty PostgreSQL database (no schema yet)."""
-    url = _pg_admin_url()
-    if not url:
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run); it is not set here")
-    admin = sa.create_engine(_with_database(url, sa.make_url(url).database or "postgres"),
-                             isolation_level="AUTOCOMMIT")  # fmt: skip
-    name = f"loopml_e_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield _with_database(url, name)
-    with admin.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()

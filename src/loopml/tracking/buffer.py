@@ -63,18 +63,16 @@ class MetricBuffer:
             items.append(metric)
             self._count += 1
             count = self._count
-        if self._thread is None:
-            self._start()
-        if count >= self._batch_size:
-            self._wake.set()
-            if count >= self._max_items:
-                self._wait_for_room()
+        self._after_add(count)
 
     def add_many(self, run_id: str, metrics: Sequence[Metric]) -> None:
         with self._lock:
             self._pending.setdefault(run_id, []).extend(metrics)
             self._count += len(metrics)
             count = self._count
+        self._after_add(count)
+
+    def _after_add(self, count: int) -> None:
         if self._thread is None:
             self._start()
         if count >= self._batch_size:

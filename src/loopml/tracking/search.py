@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from loopml.errors import InvalidArgument
+from loopml.tracking.entities import RunStatus
 
 __all__ = [
     "NUMERIC_ATTRIBUTES",
@@ -86,7 +87,7 @@ STRING_ATTRIBUTES: frozenset[str] = frozenset(
     }
 )
 ATTRIBUTE_ALIASES: dict[str, str] = {"name": "run_name", "created": "start_time", "user_id": "user"}
-RUN_STATUSES: tuple[str, ...] = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+RUN_STATUSES: tuple[str, ...] = tuple(s.value for s in RunStatus)
 
 _ENTITIES: dict[str, Entity] = {
     "metrics": "metric",
