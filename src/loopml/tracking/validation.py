@@ -48,6 +48,8 @@ def metric_value(value: Any, key: str) -> float:
 
 
 def metric_step(step: Any, key: str) -> int:
+    if type(step) is int:  # the common case, without the ABC check below
+        return step
     if step is None:
         return 0
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
