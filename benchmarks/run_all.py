@@ -294,6 +294,17 @@ def versions() -> dict[str, str]:
     }
 
 
+def _command() -> str:
+    """The command as typed, with the BENCH_* settings that shaped this run in front."""
+    command = os.environ.get("BENCH_COMMAND") or shlex.join([Path(sys.executable).name, *sys.argv])
+    settings = sorted(
+        f"{k}={shlex.quote(v)}"
+        for k, v in os.environ.items()
+        if k.startswith("BENCH_") and k != "BENCH_COMMAND"
+    )
+    return " ".join([*settings, command])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, < 1 min")
@@ -310,8 +321,7 @@ def main() -> None:
     jobs = plan(sizes, only, profile=not (args.no_profile or args.quick))
     started = time.time()
     results: dict[str, Any] = {
-        "command": os.environ.get("BENCH_COMMAND")
-        or shlex.join([Path(sys.executable).name, *sys.argv]),
+        "command": _command(),
         "quick": args.quick,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "machine": machine_facts(),
