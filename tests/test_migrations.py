@@ -23,7 +23,7 @@ from loopml.errors import Conflict
 from loopml.tracking.entities import Metric
 
 FROZEN = Path(__file__).parent / "data" / "loopml-0001.db"
-FROZEN_RUN = "93bc5954571742ff83af4ea9a16db7c5"
+FROZEN_RUN = "add8171cf79745e1a15b1ec044435d52"
 
 
 def test_head_revision_constant_matches_alembic():
@@ -107,3 +107,13 @@ def test_database_newer_than_code_is_refused(tmp_path):
         c.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(Conflict, match="newer"):
         ensure_schema(engine)
+
+
+def test_store_in_a_folder_with_unusual_characters(tmp_path):
+    import loopml
+
+    home = tmp_path / "a@b c#d"
+    with loopml.Client(loopml.Settings(home=home)) as client:
+        run = client.create_run("0")
+        client.set_terminated(run.run_id)
+    assert (home / "loopml.db").exists()

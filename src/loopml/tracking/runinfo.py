@@ -28,19 +28,22 @@ class RunUsage:
 def source_info() -> SourceInfo:
     """The entry script and, when it lives in a git work tree, its commit and dirty flag.
 
-    Git is asked once per process and folder: a run must not pay a subprocess to start.
+    Worked out once per process and script: a run must not pay a subprocess (or a stat) to
+    start, so the dirty flag is the one seen when the process first started a run.
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else "")
-    source = (
-        str(Path(path).resolve()) if path and Path(path).exists() else (path or "<interactive>")
-    )
-    folder = str(Path(source).parent) if Path(source).exists() else os.getcwd()
-    commit, dirty = _git_state(folder)
-    return SourceInfo(source, commit, dirty)
+    return _source_info(path, os.getcwd())
 
 
 @lru_cache(maxsize=64)
+def _source_info(path: str, cwd: str) -> SourceInfo:
+    exists = bool(path) and Path(path).exists()
+    source = str(Path(path).resolve()) if exists else (path or "<interactive>")
+    commit, dirty = _git_state(str(Path(source).parent) if exists else cwd)
+    return SourceInfo(source, commit, dirty)
+
+
 def _git_state(folder: str) -> tuple[str | None, bool | None]:
     try:
         commit = subprocess.run(

