@@ -32,7 +32,7 @@ lint: $(VENV)/.installed-dev
 test: lint
 	LOOPML_TEST_POSTGRES_URL=$${LOOPML_TEST_POSTGRES_URL:-$(PGURL)} $(BIN)/python -m pytest -q
 
-bench: $(VENV)/.installed-run
+bench:  # its own .venv-bench, with MLflow beside loopml
 	bash benchmarks/run.sh
 
 clean:
