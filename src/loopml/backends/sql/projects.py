@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from loopml.backends.sql.audit import append_event
 from loopml.backends.sql.engine import Database
+from loopml.backends.sql.rows import now_ms
 from loopml.backends.sql.schema import kpis, okrs, projects
 from loopml.errors import AlreadyExists, InvalidArgument, NotFound
 from loopml.projects.entities import (
@@ -25,10 +25,6 @@ from loopml.projects.entities import (
     validate_target,
 )
 from loopml.tracking.validation import validate_key
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def resolve_project_id(conn: Connection, name_or_id: str | None) -> int:
@@ -79,7 +75,7 @@ class SqlProjectStore:
             raise InvalidArgument(f"project name {name!r} must not be all digits (ids are)")
 
         def work(conn: Connection) -> None:
-            now = _now()
+            now = now_ms()
             try:
                 with conn.begin_nested():
                     pid = conn.execute(
@@ -174,7 +170,7 @@ class SqlProjectStore:
             conn.execute(
                 projects.update()
                 .where(projects.c.project_id == pid)
-                .values(**changes, last_update_time=_now())
+                .values(**changes, last_update_time=now_ms())
             )
             append_event(
                 conn,
@@ -205,7 +201,7 @@ class SqlProjectStore:
                     objective=objective,
                     key_results=json.dumps(list(key_results)),
                     owner=owner,
-                    creation_time=_now(),
+                    creation_time=now_ms(),
                 )
                 .returning(okrs.c.okr_id)
             ).scalar_one()
@@ -249,7 +245,7 @@ class SqlProjectStore:
 
         def work(conn: Connection) -> None:
             pid = resolve_project_id(conn, project)
-            now = _now()
+            now = now_ms()
             try:
                 with conn.begin_nested():
                     conn.execute(
@@ -304,7 +300,7 @@ class SqlProjectStore:
             updated = conn.execute(
                 kpis.update()
                 .where(kpis.c.project_id == pid, kpis.c.name == name)
-                .values(**changes, last_update_time=_now())
+                .values(**changes, last_update_time=now_ms())
             ).rowcount
             if not updated:
                 raise NotFound(f"project {project!r} has no KPI {name!r}")

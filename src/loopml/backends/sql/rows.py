@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -15,6 +16,11 @@ from loopml.backends.sql.schema import experiment_tags, latest_metrics, params, 
 from loopml.tracking.entities import Experiment, Lifecycle, Run, RunInput, RunStatus
 
 NAN = math.nan
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch, the unit of every stored time."""
+    return int(time.time() * 1000)
 
 
 def insert_for(conn: Connection, table: sa.Table) -> Any:

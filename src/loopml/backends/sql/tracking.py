@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from loopml.backends.sql import runwrites as rw
 from loopml.backends.sql import search as sql_search
 from loopml.backends.sql.audit import append_event, tx_of
 from loopml.backends.sql.engine import Database
+from loopml.backends.sql.experiments import (
+    SqlExperimentOps,
+    checked_tags,
+    int_id,
+)
 from loopml.backends.sql.fastpath import DbapiTx
-from loopml.backends.sql.projects import resolve_project_id
 from loopml.backends.sql.rows import (
-    experiment_from_row,
     insert_for,
-    load_experiment_tags,
+    now_ms,
     run_from_dict,
     runs_with_data,
 )
 from loopml.backends.sql.schema import (
-    experiment_tags,
     experiments,
     run_artifacts,
     run_inputs,
@@ -34,11 +34,10 @@ from loopml.backends.sql.schema import (
 )
 from loopml.backends.sql.schema import metrics as metric_table
 from loopml.backends.sql.schema import tags as tag_table
-from loopml.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from loopml.errors import Conflict, InvalidArgument, NotFound
 from loopml.tracking import validation
 from loopml.tracking.entities import (
     ArtifactRecord,
-    Experiment,
     Lifecycle,
     Metric,
     Page,
@@ -54,208 +53,14 @@ from loopml.tracking.naming import random_run_name
 _ACTIVE, _DELETED = Lifecycle.ACTIVE.value, Lifecycle.DELETED.value
 
 
-def _now() -> int:
-    return int(time.time() * 1000)
+class SqlTrackingStore(SqlExperimentOps):
+    """Runs and their data; experiments come from :class:`SqlExperimentOps`."""
 
-
-def _int_id(kind: str, value: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise NotFound(f"{kind} {value!r} not found") from None
-
-
-class SqlTrackingStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._experiment_q = sa.select(experiments).where(
             experiments.c.experiment_id == sa.bindparam("experiment_id")
         )
-
-    # experiments ---------------------------------------------------------------------------
-    def create_experiment(
-        self,
-        name: str,
-        *,
-        project: str | None = None,
-        description: str = "",
-        tags: dict[str, str] | None = None,
-        actor: str,
-    ) -> Experiment:
-        validation.experiment_name(name)
-        checked_tags = _checked_tags(tags)
-
-        def work(conn: Connection) -> int:
-            project_id = resolve_project_id(conn, project)
-            now = _now()
-            try:
-                with conn.begin_nested():
-                    eid = conn.execute(
-                        experiments.insert()
-                        .values(
-                            name=name,
-                            project_id=project_id,
-                            description=description,
-                            lifecycle_stage=_ACTIVE,
-                            creation_time=now,
-                            last_update_time=now,
-                        )
-                        .returning(experiments.c.experiment_id)
-                    ).scalar_one()
-            except IntegrityError as e:
-                raise AlreadyExists(f"experiment {name!r} already exists") from e
-            if checked_tags:
-                conn.execute(
-                    experiment_tags.insert(),
-                    [{"experiment_id": eid, "key": k, "value": v} for k, v in checked_tags.items()],
-                )
-            append_event(
-                conn,
-                actor=actor,
-                action="experiment.create",
-                object_type="experiment",
-                object_id=str(eid),
-                change={"name": name, "project_id": project_id, "tags": checked_tags},
-            )
-            return int(eid)
-
-        return self.get_experiment(str(self._db.write(work)))
-
-    def get_experiment(self, experiment_id: str) -> Experiment:
-        eid = _int_id("experiment", experiment_id)
-
-        def work(conn: Connection) -> Experiment:
-            row = conn.execute(
-                sa.select(experiments).where(experiments.c.experiment_id == eid)
-            ).first()
-            if row is None:
-                raise NotFound(f"experiment {experiment_id!r} not found")
-            return experiment_from_row(row, load_experiment_tags(conn, [eid])[eid])
-
-        return self._db.read(work)
-
-    def get_experiment_by_name(self, name: str) -> Experiment | None:
-        def work(conn: Connection) -> Experiment | None:
-            row = conn.execute(sa.select(experiments).where(experiments.c.name == name)).first()
-            if row is None:
-                return None
-            tag_rows = load_experiment_tags(conn, [row.experiment_id])[row.experiment_id]
-            return experiment_from_row(row, tag_rows)
-
-        return self._db.read(work)
-
-    def list_experiments(
-        self, *, view: ViewType = ViewType.ACTIVE_ONLY, project: str | None = None
-    ) -> list[Experiment]:
-        def work(conn: Connection) -> list[Experiment]:
-            q = sa.select(experiments).order_by(experiments.c.experiment_id)
-            q = _lifecycle_filter(q, experiments.c.lifecycle_stage, view)
-            if project is not None:
-                q = q.where(experiments.c.project_id == resolve_project_id(conn, project))
-            rows = conn.execute(q).all()
-            tag_map = load_experiment_tags(conn, [r.experiment_id for r in rows])
-            return [experiment_from_row(r, tag_map[r.experiment_id]) for r in rows]
-
-        return self._db.read(work)
-
-    def update_experiment(
-        self,
-        experiment_id: str,
-        *,
-        actor: str,
-        name: str | None = None,
-        description: str | None = None,
-    ) -> Experiment:
-        eid = _int_id("experiment", experiment_id)
-        changes: dict[str, Any] = {}
-        if name is not None:
-            changes["name"] = validation.experiment_name(name)
-        if description is not None:
-            changes["description"] = description
-        if not changes:
-            raise InvalidArgument("nothing to update: give a name or a description")
-
-        def work(conn: Connection) -> None:
-            self._experiment_row(conn, eid)
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        experiments.update()
-                        .where(experiments.c.experiment_id == eid)
-                        .values(**changes, last_update_time=_now())
-                    )
-            except IntegrityError as e:
-                raise AlreadyExists(f"experiment {name!r} already exists") from e
-            append_event(
-                conn,
-                actor=actor,
-                action="experiment.update",
-                object_type="experiment",
-                object_id=str(eid),
-                change=changes,
-            )
-
-        self._db.write(work)
-        return self.get_experiment(experiment_id)
-
-    def set_experiment_tag(self, experiment_id: str, key: str, value: str, *, actor: str) -> None:
-        eid = _int_id("experiment", experiment_id)
-        validation.validate_key(key, "tag")
-        value = validation.tag_value(key, value)
-
-        def work(conn: Connection) -> None:
-            self._experiment_row(conn, eid)
-            stmt = insert_for(conn, experiment_tags).values(experiment_id=eid, key=key, value=value)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["experiment_id", "key"],
-                                                    set_={"value": value}))  # fmt: skip
-            append_event(
-                conn,
-                actor=actor,
-                action="experiment.set_tag",
-                object_type="experiment",
-                object_id=str(eid),
-                change={"key": key, "value": value},
-            )
-
-        self._db.write(work)
-
-    def delete_experiment(self, experiment_id: str, *, actor: str) -> None:
-        self._set_experiment_lifecycle(experiment_id, _DELETED, actor)
-
-    def restore_experiment(self, experiment_id: str, *, actor: str) -> None:
-        self._set_experiment_lifecycle(experiment_id, _ACTIVE, actor)
-
-    def _set_experiment_lifecycle(self, experiment_id: str, stage: str, actor: str) -> None:
-        eid = _int_id("experiment", experiment_id)
-        if eid == 0 and stage == _DELETED:
-            raise InvalidArgument("the Default experiment cannot be deleted")
-
-        def work(conn: Connection) -> None:
-            row = self._experiment_row(conn, eid)
-            if row.lifecycle_stage == stage:
-                raise Conflict(f"experiment {experiment_id} is already {stage}")
-            conn.execute(
-                experiments.update()
-                .where(experiments.c.experiment_id == eid)
-                .values(lifecycle_stage=stage, last_update_time=_now())
-            )
-            action = "experiment.delete" if stage == _DELETED else "experiment.restore"
-            append_event(
-                conn,
-                actor=actor,
-                action=action,
-                object_type="experiment",
-                object_id=str(eid),
-                change={"lifecycle_stage": stage},
-            )
-
-        self._db.write(work)
-
-    def _experiment_row(self, conn: Connection, eid: int) -> Any:
-        row = conn.execute(self._experiment_q, {"experiment_id": eid}).first()
-        if row is None:
-            raise NotFound(f"experiment {eid} not found")
-        return row
 
     # runs ----------------------------------------------------------------------------------
     def create_run(
@@ -272,9 +77,9 @@ class SqlTrackingStore:
         git_dirty: bool | None = None,
         actor: str,
     ) -> Run:
-        eid = _int_id("experiment", experiment_id)
+        eid = int_id("experiment", experiment_id)
         name = validation.run_name(run_name) or random_run_name()
-        checked_tags = _checked_tags(tags)
+        valid_tags = checked_tags(tags)
         run_id = uuid.uuid4().hex
         row = {
             "run_id": run_id,
@@ -299,19 +104,19 @@ class SqlTrackingStore:
             if parent_run_id is not None:
                 rw.active_run(tx, parent_run_id)
             tx.execute(rw.INSERT_RUN, row)
-            if checked_tags:
-                rw.write_tags(tx, run_id, checked_tags)
+            if valid_tags:
+                rw.write_tags(tx, run_id, valid_tags)
             append_event(
                 tx,
                 actor=actor,
                 action="run.create",
                 object_type="run",
                 object_id=run_id,
-                change={"experiment_id": eid, "run_name": name, "tags": checked_tags},
+                change={"experiment_id": eid, "run_name": name, "tags": valid_tags},
             )
 
         self._db.write_fast(work)
-        return run_from_dict(row, checked_tags)
+        return run_from_dict(row, valid_tags)
 
     def get_run(self, run_id: str) -> Run:
         def work(conn: Connection) -> Run:
@@ -335,7 +140,7 @@ class SqlTrackingStore:
     ) -> None:
         status = _status(status)
         if end_time is None and status.is_terminal:
-            end_time = _now()
+            end_time = now_ms()
         values: dict[str, Any] = {
             "status": status.value,
             "end_time": end_time,
@@ -370,7 +175,7 @@ class SqlTrackingStore:
             row = self._run_row(conn, run_id)
             if row[2] == stage:
                 raise Conflict(f"run {run_id} is already {stage}")
-            deleted_time = _now() if stage == _DELETED else None
+            deleted_time = now_ms() if stage == _DELETED else None
             conn.execute(
                 runs.update()
                 .where(runs.c.run_id == run_id)
@@ -410,7 +215,7 @@ class SqlTrackingStore:
             )
         param_map = _checked_params(params)
         tag_map = {t.key: t.value for t in tags}
-        _checked_tags(tag_map)
+        checked_tags(tag_map)
 
         def work(tx: DbapiTx) -> None:
             experiment_id = rw.active_run(tx, run_id)
@@ -514,7 +319,7 @@ class SqlTrackingStore:
         page_token: str | None = None,
         view: ViewType = ViewType.ACTIVE_ONLY,
     ) -> Page[Run]:
-        ids = [_int_id("experiment", e) for e in experiment_ids]
+        ids = [int_id("experiment", e) for e in experiment_ids]
         plan = sql_search.plan_search(
             ids, filter_string, order_by, max_results, page_token, ViewType(view)
         )
@@ -527,7 +332,7 @@ class SqlTrackingStore:
 
     # artifacts -----------------------------------------------------------------------------
     def record_artifacts(self, run_id: str, records: Sequence[ArtifactRecord]) -> None:
-        now = _now()
+        now = now_ms()
 
         def work(conn: Connection) -> None:
             self._active_run(conn, run_id)
@@ -567,22 +372,6 @@ def _status(status: RunStatus | str) -> RunStatus:
         raise InvalidArgument(
             f"invalid run status {status!r}: use one of {', '.join(s.value for s in RunStatus)}"
         ) from None
-
-
-def _lifecycle_filter(q: sa.Select[Any], column: Any, view: ViewType) -> sa.Select[Any]:
-    if view is ViewType.ACTIVE_ONLY:
-        return q.where(column == _ACTIVE)
-    if view is ViewType.DELETED_ONLY:
-        return q.where(column == _DELETED)
-    return q
-
-
-def _checked_tags(tag_map: dict[str, str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (tag_map or {}).items():
-        validation.validate_key(k, "tag")
-        out[k] = validation.tag_value(k, v)
-    return out
 
 
 def _checked_params(items: Sequence[Param]) -> dict[str, str]:
