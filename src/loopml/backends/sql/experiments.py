@@ -6,19 +6,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from loopml.backends.sql.audit import append_event
 from loopml.backends.sql.engine import Database
 from loopml.backends.sql.projects import resolve_project_id
 from loopml.backends.sql.rows import (
+    execute_unique,
     experiment_from_row,
     insert_for,
     load_experiment_tags,
     now_ms,
 )
 from loopml.backends.sql.schema import experiment_tags, experiments
-from loopml.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from loopml.errors import Conflict, InvalidArgument, NotFound
 from loopml.tracking import validation
 from loopml.tracking.entities import Experiment, Lifecycle, ViewType
 
@@ -67,22 +67,20 @@ class SqlExperimentOps:
         def work(conn: Connection) -> int:
             project_id = resolve_project_id(conn, project)
             now = now_ms()
-            try:
-                with conn.begin_nested():
-                    eid = conn.execute(
-                        experiments.insert()
-                        .values(
-                            name=name,
-                            project_id=project_id,
-                            description=description,
-                            lifecycle_stage=_ACTIVE,
-                            creation_time=now,
-                            last_update_time=now,
-                        )
-                        .returning(experiments.c.experiment_id)
-                    ).scalar_one()
-            except IntegrityError as e:
-                raise AlreadyExists(f"experiment {name!r} already exists") from e
+            eid = execute_unique(
+                conn,
+                experiments.insert()
+                .values(
+                    name=name,
+                    project_id=project_id,
+                    description=description,
+                    lifecycle_stage=_ACTIVE,
+                    creation_time=now,
+                    last_update_time=now,
+                )
+                .returning(experiments.c.experiment_id),
+                f"experiment {name!r} already exists",
+            )
             if valid_tags:
                 conn.execute(
                     experiment_tags.insert(),
@@ -156,15 +154,13 @@ class SqlExperimentOps:
 
         def work(conn: Connection) -> None:
             self._experiment_row(conn, eid)
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        experiments.update()
-                        .where(experiments.c.experiment_id == eid)
-                        .values(**changes, last_update_time=now_ms())
-                    )
-            except IntegrityError as e:
-                raise AlreadyExists(f"experiment {name!r} already exists") from e
+            execute_unique(
+                conn,
+                experiments.update()
+                .where(experiments.c.experiment_id == eid)
+                .values(**changes, last_update_time=now_ms()),
+                f"experiment {name!r} already exists",
+            )
             append_event(
                 conn,
                 actor=actor,

@@ -7,13 +7,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from loopml.backends.sql.audit import append_event
 from loopml.backends.sql.engine import Database
-from loopml.backends.sql.rows import now_ms
+from loopml.backends.sql.rows import execute_unique, now_ms
 from loopml.backends.sql.schema import kpis, okrs, projects
-from loopml.errors import AlreadyExists, InvalidArgument, NotFound
+from loopml.errors import InvalidArgument, NotFound
 from loopml.projects.entities import (
     DEFAULT_PROJECT,
     Direction,
@@ -76,22 +75,20 @@ class SqlProjectStore:
 
         def work(conn: Connection) -> None:
             now = now_ms()
-            try:
-                with conn.begin_nested():
-                    pid = conn.execute(
-                        projects.insert()
-                        .values(
-                            name=name,
-                            business_goal=business_goal,
-                            description=description,
-                            owner=owner,
-                            creation_time=now,
-                            last_update_time=now,
-                        )
-                        .returning(projects.c.project_id)
-                    ).scalar_one()
-            except IntegrityError as e:
-                raise AlreadyExists(f"project {name!r} already exists") from e
+            pid = execute_unique(
+                conn,
+                projects.insert()
+                .values(
+                    name=name,
+                    business_goal=business_goal,
+                    description=description,
+                    owner=owner,
+                    creation_time=now,
+                    last_update_time=now,
+                )
+                .returning(projects.c.project_id),
+                f"project {name!r} already exists",
+            )
             append_event(
                 conn,
                 actor=actor,
@@ -246,15 +243,13 @@ class SqlProjectStore:
         def work(conn: Connection) -> None:
             pid = resolve_project_id(conn, project)
             now = now_ms()
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        kpis.insert().values(
-                            project_id=pid, creation_time=now, last_update_time=now, **values
-                        )
-                    )
-            except IntegrityError as e:
-                raise AlreadyExists(f"project {project!r} already has a KPI {name!r}") from e
+            execute_unique(
+                conn,
+                kpis.insert().values(
+                    project_id=pid, creation_time=now, last_update_time=now, **values
+                ),
+                f"project {project!r} already has a KPI {name!r}",
+            )
             append_event(
                 conn,
                 actor=actor,

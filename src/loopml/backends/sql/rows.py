@@ -11,8 +11,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from loopml.backends.sql.schema import experiment_tags, latest_metrics, params, run_inputs, tags
+from loopml.errors import AlreadyExists
 from loopml.tracking.entities import Experiment, Lifecycle, Run, RunInput, RunStatus
 
 NAN = math.nan
@@ -21,6 +23,18 @@ NAN = math.nan
 def now_ms() -> int:
     """Milliseconds since the epoch, the unit of every stored time."""
     return int(time.time() * 1000)
+
+
+def execute_unique(conn: Connection, stmt: Any, conflict: str) -> Any:
+    """Run an INSERT/UPDATE that may hit a unique constraint: the clash becomes
+    ``AlreadyExists(conflict)`` and the surrounding transaction stays usable (a savepoint).
+    Returns the single value of a ``RETURNING`` clause, if any."""
+    try:
+        with conn.begin_nested():
+            result = conn.execute(stmt)
+            return result.scalar_one() if len(stmt.exported_columns) else None
+    except IntegrityError as e:
+        raise AlreadyExists(conflict) from e
 
 
 def insert_for(conn: Connection, table: sa.Table) -> Any:
