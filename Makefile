@@ -20,8 +20,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
-	$(BIN)/python examples/quickstart.py
-	$(BIN)/loopml runs ls --experiment quickstart --order-by "metrics.roc_auc DESC"
+	@echo "loopml: http://127.0.0.1:5100  (API docs: http://127.0.0.1:5100/api/v1/docs; Ctrl-C stops)"
+	$(BIN)/loopml up --host 127.0.0.1 --port 5100
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests examples benchmarks

@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 
 import loopml
 
-PROJECT = "fraud-detection"
+PROJECT = "fraud-quickstart"  # `loopml up` loads the full demo as "fraud-detection"
 
 
 def make_transactions(n: int = 6000, seed: int = 7) -> pd.DataFrame:

@@ -12,9 +12,11 @@ import sqlalchemy as sa
 
 from loopml.backends.sql.audit import SqlAuditStore
 from loopml.backends.sql.engine import Database, make_engine
+from loopml.backends.sql.identity import SqlIdentityStore
 from loopml.backends.sql.migrate import ensure_schema
 from loopml.backends.sql.projects import SqlProjectStore
 from loopml.backends.sql.tracking import SqlTrackingStore
+from loopml.governance.passwords import Passwords
 
 PG_ENV = "LOOPML_TEST_POSTGRES_URL"
 
@@ -110,3 +112,13 @@ def project_store(database):
 @pytest.fixture
 def audit_store(database):
     return SqlAuditStore(database)
+
+
+# Argon2 at its real cost takes ~0.1 s a hash; the identity tests hash hundreds of passwords.
+# tests/test_identity.py checks the production parameters separately.
+FAST_PASSWORDS = Passwords(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture
+def identity_store(database):
+    return SqlIdentityStore(database, passwords=FAST_PASSWORDS)

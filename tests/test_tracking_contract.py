@@ -1,6 +1,10 @@
 """The metadata contract suites on SQLite and PostgreSQL (see tests/conftest.py)."""
 
-from loopml.testing.tracking_contract import ProjectStoreContract, TrackingStoreContract
+from loopml.testing.tracking_contract import (
+    IdempotencyContract,
+    ProjectStoreContract,
+    TrackingStoreContract,
+)
 
 
 class TestSqlTrackingStore(TrackingStoreContract):
@@ -8,4 +12,8 @@ class TestSqlTrackingStore(TrackingStoreContract):
 
 
 class TestSqlProjectStore(ProjectStoreContract):
+    pass
+
+
+class TestSqlIdempotency(IdempotencyContract):
     pass

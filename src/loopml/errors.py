@@ -40,6 +40,16 @@ class PermissionDenied(LoopmlError):
     code = "permission_denied"
 
 
+class Unauthenticated(LoopmlError):
+    """No valid credentials were presented."""
+
+    code = "unauthenticated"
+
+
+class TooLarge(LoopmlError):
+    code = "too_large"
+
+
 class ValidationFailed(LoopmlError):
     code = "validation_failed"
 

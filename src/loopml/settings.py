@@ -39,13 +39,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPML_", extra="ignore", frozen=True)
 
     home: Path = Field(default=Path(".loopml"), description="Folder for the embedded store.")
-    uri: str | None = Field(default=None, description="sqlite:///…, postgresql+psycopg://…")
+    uri: str | None = Field(
+        default=None, description="sqlite:///…, postgresql+psycopg://…, or http(s)://server"
+    )
     artifacts: str | None = Field(default=None, description="file://…, s3://…, memory://…")
     token: str | None = None
     s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint")
     metric_flush_interval: float = Field(default=0.5, gt=0, le=60)
     metric_buffer_size: int = Field(default=100_000, ge=100, le=10_000_000)
     user: str | None = Field(default=None, description="Actor recorded on runs and audit events")
+    host: str = Field(default="127.0.0.1", description="Where `loopml server` binds")
+    port: int = Field(default=5100, ge=0, le=65535)
+    auth: bool = Field(default=False, description="Require credentials (forced off-loopback)")
+    max_request_bytes: int = Field(default=64 * 2**20, ge=1024)
+    max_artifact_bytes: int = Field(default=8 * 2**30, ge=1024)
 
     @field_validator("home", mode="after")
     @classmethod

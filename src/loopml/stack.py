@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from loopml.artifacts.store import ArtifactStore
     from loopml.governance.audit import AuditStore
+    from loopml.governance.identity import IdentityStore
     from loopml.projects.store import ProjectStore
     from loopml.settings import Settings
     from loopml.tracking.store import TrackingStore
@@ -24,17 +25,22 @@ class Stack:
     audit: AuditStore
     artifacts: ArtifactStore
     close: Callable[[], None] = lambda: None  # releases connections (set by from_settings)
+    identity: IdentityStore | None = None  # users and tokens: only where the database is
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stack:
+        uri = settings.resolved_uri()
+        if uri.startswith(("http://", "https://")):
+            return cls.remote(settings)
         from loopml.artifacts.factory import artifact_store_from_uri
         from loopml.backends.sql.audit import SqlAuditStore
         from loopml.backends.sql.engine import Database, make_engine
+        from loopml.backends.sql.identity import SqlIdentityStore
         from loopml.backends.sql.migrate import ensure_schema
         from loopml.backends.sql.projects import SqlProjectStore
         from loopml.backends.sql.tracking import SqlTrackingStore
 
-        engine = make_engine(settings.resolved_uri())
+        engine = make_engine(uri)
         ensure_schema(engine)
         db = Database(engine)
         artifacts = artifact_store_from_uri(
@@ -47,4 +53,37 @@ class Stack:
             audit=SqlAuditStore(db),
             artifacts=artifacts,
             close=db.dispose,
+            identity=SqlIdentityStore(db),
+        )
+
+    @classmethod
+    def remote(cls, settings: Settings, *, http_client: Any = None) -> Stack:
+        """Stores that speak to a loopml server (``LOOPML_URI=http(s)://…``).
+
+        Artifacts go through the server too unless ``LOOPML_ARTIFACTS`` names a store directly.
+        """
+        from loopml.backends.http.artifacts import HttpArtifactStore
+        from loopml.backends.http.projects import HttpAuditStore, HttpProjectStore
+        from loopml.backends.http.tracking import HttpTrackingStore
+        from loopml.backends.http.transport import HttpTransport
+
+        transport = HttpTransport(
+            settings.resolved_uri().rstrip("/"), token=settings.token, client=http_client
+        )
+        artifacts: ArtifactStore
+        if settings.artifacts:
+            from loopml.artifacts.factory import artifact_store_from_uri
+
+            artifacts = artifact_store_from_uri(
+                settings.artifacts, s3_endpoint_url=settings.s3_endpoint_url
+            )
+        else:
+            artifacts = HttpArtifactStore(transport)
+        return cls(
+            settings=settings,
+            tracking=HttpTrackingStore(transport),
+            projects=HttpProjectStore(transport),
+            audit=HttpAuditStore(transport),
+            artifacts=artifacts,
+            close=transport.close,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loopml.cli import artifacts, audit, db, experiments, projects, runs
+from loopml.cli import admin, artifacts, audit, db, experiments, projects, runs, server, up
 from loopml.cli.output import console
 
 app = typer.Typer(
@@ -20,6 +20,9 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
+app.add_typer(admin.app, name="admin")
+app.command("server")(server.serve)
+app.command("up")(up.up)
 
 
 @app.command()

@@ -1,1 +1,1 @@
-"""Governance: the hash-chained audit log (roles, lineage and reports come with later stages)."""
+"""Governance: roles and permissions, identities, and the hash-chained audit log."""

@@ -105,11 +105,17 @@ class TrackingStore(Protocol):
         params: Sequence[Param] = (),
         tags: Sequence[RunTag] = (),
         actor: str,
+        idempotency_key: str | None = None,
     ) -> None:
-        """All or nothing. Params are write-once: a different value raises Conflict."""
+        """All or nothing. Params are write-once: a different value raises Conflict.
+
+        A batch carrying an ``idempotency_key`` already applied is not applied again (a client
+        retrying after a lost response must not write twice)."""
         ...
 
-    def log_metrics_multi(self, batches: Mapping[str, Sequence[Metric]]) -> None:
+    def log_metrics_multi(
+        self, batches: Mapping[str, Sequence[Metric]], *, idempotency_key: str | None = None
+    ) -> None:
         """Write buffered metrics of several runs in one transaction (the background flusher)."""
         ...
 

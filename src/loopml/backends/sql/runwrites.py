@@ -7,6 +7,8 @@ both databases.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +50,31 @@ UPSERT_LATEST = (
     "WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step "
     'AND excluded."timestamp" >= latest_metrics."timestamp")'
 )
+
+
+CLAIM_KEY = (
+    "INSERT INTO idempotency_keys (key, created_time) VALUES (:key, :created_time) "
+    "ON CONFLICT (key) DO NOTHING"
+)
+
+
+PRUNE_KEYS = "DELETE FROM idempotency_keys WHERE created_time < :before"
+KEY_LIFETIME_MS = 24 * 3600 * 1000  # a client retries within minutes; a day is plenty
+
+
+def first_use(tx: DbapiTx, key: str | None) -> bool:
+    """Claim an idempotency key inside the write it guards: False if it was applied before.
+
+    About one claim in 500 also forgets keys older than a day, which bounds the table.
+    """
+    if key is None:
+        return True
+    now = int(time.time() * 1000)
+    if tx.execute(CLAIM_KEY, {"key": key, "created_time": now}) != 1:
+        return False
+    if random.random() < 0.002:  # noqa: S311 - sampling, not crypto
+        tx.execute(PRUNE_KEYS, {"before": now - KEY_LIFETIME_MS})
+    return True
 
 
 def run_state(tx: DbapiTx, run_id: str) -> tuple[Any, ...]:

@@ -207,3 +207,48 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# Identity (governance). Passwords are Argon2id PHC strings (NULL: no password login, e.g. a
+# service account); API tokens are stored only as the SHA-256 of their secret.
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(256), nullable=False, default=""),
+    Column("password_hash", String(256)),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("is_service_account", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_time", BigInteger, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("user_id", ForeignKey("users.user_id"), nullable=False, index=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_sha256", String(64), nullable=False, unique=True),
+    Column("created_time", BigInteger, nullable=False),
+    Column("expires_time", BigInteger),
+    Column("revoked_time", BigInteger),
+    Column("last_used_time", BigInteger),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user_id", ForeignKey("users.user_id"), primary_key=True),
+    Column("project_id", ForeignKey("projects.project_id"), primary_key=True, index=True),
+    Column("role", String(32), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Requests retried with the same Idempotency-Key are applied once (the platform server).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("created_time", BigInteger, nullable=False, index=True),
+)

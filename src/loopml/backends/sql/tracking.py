@@ -207,6 +207,7 @@ class SqlTrackingStore(SqlExperimentOps):
         params: Sequence[Param] = (),
         tags: Sequence[RunTag] = (),
         actor: str,
+        idempotency_key: str | None = None,
     ) -> None:
         total = len(metrics) + len(params) + len(tags)
         if total > validation.MAX_BATCH_ITEMS:
@@ -219,6 +220,8 @@ class SqlTrackingStore(SqlExperimentOps):
 
         def work(tx: DbapiTx) -> None:
             experiment_id = rw.active_run(tx, run_id)
+            if not rw.first_use(tx, idempotency_key):
+                return
             if param_map:
                 rw.write_params(tx, run_id, param_map)
             if tag_map:
@@ -236,8 +239,12 @@ class SqlTrackingStore(SqlExperimentOps):
 
         self._db.write_fast(work)
 
-    def log_metrics_multi(self, batches: Mapping[str, Sequence[Metric]]) -> None:
+    def log_metrics_multi(
+        self, batches: Mapping[str, Sequence[Metric]], *, idempotency_key: str | None = None
+    ) -> None:
         def work(tx: DbapiTx) -> None:
+            if not rw.first_use(tx, idempotency_key):
+                return
             for run_id, items in sorted(batches.items()):
                 rw.write_metrics(tx, run_id, rw.active_run(tx, run_id), items)
 

@@ -1,0 +1,1 @@
+"""EDGE: the platform server (FastAPI): REST API under /api/v1, health, metrics, web UI."""

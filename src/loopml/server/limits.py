@@ -1,0 +1,88 @@
+"""Bounded request bodies: a declared or streamed body over the limit gets 413, nothing else."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from loopml.server.errors import error_body
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class BodyLimit:
+    """ASGI middleware. Artifact uploads (``/api/v1/artifacts``) get their own, larger limit."""
+
+    def __init__(self, app: Any, *, max_bytes: int, max_artifact_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_artifact_bytes = max_artifact_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        limit = self.max_artifact_bytes if path.startswith("/api/v1/artifacts") else self.max_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _reject(send, limit)
+            return
+        seen = 0
+        state = {"started": False, "rejected": False}
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            if state["rejected"]:
+                return {"type": "http.disconnect"}
+            message: Message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # Answer 413 ourselves, and tell the app the client went away.
+                    state["rejected"] = True
+                    if not state["started"]:
+                        state["started"] = True
+                        await _reject(send, limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state["rejected"]:
+                return  # we already answered
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not state["rejected"]:
+                raise
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _reject(send: Any, limit: int) -> None:
+    body = json.dumps(
+        error_body(
+            "too_large", f"request body exceeds the limit of {limit} bytes", {"limit": limit}
+        )
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,45 @@
+"""Entry points that build the app from the settings (what uvicorn workers import)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from fastapi import FastAPI
+
+from loopml.errors import InvalidArgument
+from loopml.server.app import create_app
+from loopml.settings import Settings
+from loopml.stack import Stack
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, auth: bool) -> None:
+    """No open door: binding beyond loopback requires authentication."""
+    if not auth and not is_loopback(host):
+        raise InvalidArgument(
+            f"refusing to serve on {host} without authentication: use --auth (after "
+            "`loopml admin init`), or bind to 127.0.0.1"
+        )
+
+
+def app_from_settings(settings: Settings | None = None) -> FastAPI:
+    """The platform app for ``settings`` (default: the environment). uvicorn's factory."""
+    settings = settings or Settings()
+    if settings.resolved_uri().startswith(("http://", "https://")):
+        raise InvalidArgument("the server needs a database URI (sqlite or postgresql), not http")
+    check_bind(settings.host, settings.auth)
+    stack = Stack.from_settings(settings)
+    authenticate = None
+    if settings.auth:
+        from loopml.server.identity import token_authenticator
+
+        authenticate = token_authenticator(stack)
+    return create_app(stack, authenticate=authenticate)

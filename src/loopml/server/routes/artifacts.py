@@ -1,0 +1,130 @@
+"""Artifact bytes through the server, for remote clients: streamed up and down, digests checked.
+
+Paths are relative to the artifact root and start with the experiment id (``<exp>/<run>/…``), which
+scopes the permission check; the store's choke point refuses traversal in every encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from loopml.artifacts.paths import clean_relpath
+from loopml.artifacts.store import ArtifactInfo
+from loopml.errors import IntegrityError, InvalidArgument
+from loopml.server.access import caller_of, protected
+from loopml.server.scopes import ProjectIndex
+from loopml.stack import Stack
+
+router = APIRouter(prefix="/api/v1", tags=["artifacts"])
+_CHUNK = 1 << 20
+
+
+def _stack(request: Request) -> Stack:
+    stack: Stack = request.app.state.stack
+    return stack
+
+
+def _scoped(request: Request, path: str, action: str) -> str:
+    """Clean the path, and check ``action`` on the project of its experiment."""
+    rel = clean_relpath(path, allow_empty=True)
+    head = rel.split("/", 1)[0]
+    if not head.isdigit():
+        raise InvalidArgument("artifact paths start with an experiment id: <experiment>/<run>/…")
+    index: ProjectIndex = request.app.state.projects_index
+    caller_of(request).require(action, index.of_experiment(head))
+    return rel
+
+
+@router.put("/artifacts/{path:path}", **protected("artifact.write"))
+async def upload(
+    request: Request,
+    path: str,
+    content_sha256: Annotated[str | None, Header(alias="X-Content-SHA256", max_length=64)] = None,
+) -> ArtifactInfo:
+    """Stream the body to a temp file, check it against ``X-Content-SHA256``, then publish."""
+    rel = _scoped(request, path, "artifact.write")
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix="loopml-upload-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                digest.update(chunk)
+                out.write(chunk)
+        if content_sha256 is not None and digest.hexdigest() != content_sha256.lower():
+            raise IntegrityError(
+                "upload corrupted in transit: body sha256 does not match X-Content-SHA256",
+                details={"received": digest.hexdigest()},
+            )
+        store = _stack(request).artifacts
+        return await run_in_threadpool(store.put_file, tmp, rel)
+    finally:
+        os.unlink(tmp)
+
+
+@router.get("/artifacts/{path:path}", **protected("artifact.read"))
+def download(
+    request: Request,
+    path: str,
+    range_header: Annotated[str | None, Header(alias="Range", max_length=100)] = None,
+) -> StreamingResponse:
+    """Stream a file; ``Range: bytes=N-`` resumes an interrupted download at byte N."""
+    rel = _scoped(request, path, "artifact.read")
+    store = _stack(request).artifacts
+    chunks = store.open_read(rel)  # raises NotFound / InvalidArgument before streaming
+    offset = _range_start(range_header)
+    headers = {"Accept-Ranges": "bytes"}
+    status = 206 if offset else 200
+    if offset:
+        headers["Content-Range"] = f"bytes {offset}-*/*"
+    return StreamingResponse(
+        _skip(chunks, offset), status_code=status, media_type="application/octet-stream",
+        headers=headers,
+    )  # fmt: skip
+
+
+def _range_start(header: str | None) -> int:
+    if not header:
+        return 0
+    unit, _, spec = header.partition("=")
+    start, dash, end = spec.partition("-")
+    if unit.strip() != "bytes" or not dash or end.strip() or not start.strip().isdigit():
+        raise InvalidArgument("only 'Range: bytes=N-' is supported")
+    return int(start)
+
+
+def _skip(chunks: Iterator[bytes], offset: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if offset >= len(chunk):
+            offset -= len(chunk)
+            continue
+        yield chunk[offset:]
+        offset = 0
+
+
+@router.get("/artifact-list", **protected("artifact.read"))
+def list_artifacts(
+    request: Request,
+    prefix: Annotated[str, Query(min_length=1, max_length=1024)],
+    recursive: bool = False,
+) -> list[ArtifactInfo]:
+    rel = _scoped(request, prefix, "artifact.read")
+    return _stack(request).artifacts.list(rel, recursive=recursive)
+
+
+@router.get("/artifact-exists", **protected("artifact.read"))
+def exists(request: Request, path: Annotated[str, Query(min_length=1, max_length=1024)]) -> bool:
+    return _stack(request).artifacts.exists(_scoped(request, path, "artifact.read"))
+
+
+@router.delete("/artifacts/{path:path}", **protected("artifact.write"))
+def delete(request: Request, path: str) -> dict[str, bool]:
+    _stack(request).artifacts.delete(_scoped(request, path, "artifact.write"))
+    return {"ok": True}

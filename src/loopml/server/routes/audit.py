@@ -1,0 +1,60 @@
+"""REST routes of the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from loopml.errors import NotFound
+from loopml.governance.audit import AuditEvent, ChainReport
+from loopml.server.access import Caller, caller_of, protected
+from loopml.server.scopes import ProjectIndex
+from loopml.stack import Stack
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+def _stack(request: Request) -> Stack:
+    stack: Stack = request.app.state.stack
+    return stack
+
+
+@router.get("/events", **protected("audit.read"))
+def list_events(
+    request: Request,
+    object_type: Annotated[str | None, Query(max_length=64)] = None,
+    object_id: Annotated[str | None, Query(max_length=256)] = None,
+    actor: Annotated[str | None, Query(max_length=256)] = None,
+    since: int | None = None,
+    until: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> list[AuditEvent]:
+    """Events, oldest first. Admins see all; others the events of projects they may audit."""
+    events = _stack(request).audit.list_events(
+        object_type=object_type, object_id=object_id, actor=actor, since=since, until=until,
+        limit=limit,
+    )  # fmt: skip
+    caller = caller_of(request)
+    if caller.is_admin:
+        return events
+    index: ProjectIndex = request.app.state.projects_index
+    return [e for e in events if _visible(e, caller, index)]
+
+
+def _visible(event: AuditEvent, caller: Caller, index: ProjectIndex) -> bool:
+    """An event belongs to the project of its object; users and tokens belong to admins."""
+    try:
+        project = {
+            "run": index.of_run,
+            "experiment": index.of_experiment,
+            "project": lambda ref: ref,
+        }[event.object_type](event.object_id)
+    except (KeyError, NotFound):
+        return False
+    return caller.may("audit.read", project)
+
+
+@router.get("/verify", **protected("audit.read"))
+def verify(request: Request) -> ChainReport:
+    return _stack(request).audit.verify()

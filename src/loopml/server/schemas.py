@@ -1,0 +1,233 @@
+"""Request and response bodies of the REST API (bounded: every list and string has a limit)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+
+from loopml.tracking.entities import Metric, Run
+
+Key = Annotated[str, Field(min_length=1, max_length=250)]
+Text = Annotated[str, Field(max_length=10_000)]
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+ShortId = Annotated[str, Field(max_length=32)]
+OrderItem = Annotated[str, Field(max_length=300)]
+MAX_ITEMS = 100_000
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# JSON has no NaN or infinity; they travel as these strings, and the schema says so.
+JsonFloat = Annotated[
+    float,
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "enum": list(_NON_FINITE)}]}),
+]
+
+
+def finite_or_named(value: float) -> float | str:
+    """JSON has no NaN or infinity: send them as the strings 'NaN', 'Infinity', '-Infinity'."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True, ser_json_inf_nan="strings")
+
+
+# projects ------------------------------------------------------------------------------------
+class ProjectCreate(In):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    business_goal: Text = ""
+    description: Text = ""
+    owner: Annotated[str, Field(max_length=256)] = ""
+
+
+class ProjectUpdate(In):
+    business_goal: Text | None = None
+    description: Text | None = None
+    owner: Annotated[str, Field(max_length=256)] | None = None
+
+
+class OkrCreate(In):
+    objective: Text
+    key_results: Annotated[list[Text], Field(max_length=50)] = []
+    owner: Annotated[str, Field(max_length=256)] = ""
+
+
+class KpiCreate(In):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    metric: Key
+    target: float
+    direction: str = "maximize"
+    judged_at: str = "validation"
+    description: Text = ""
+    owner: Annotated[str, Field(max_length=256)] = ""
+
+
+class KpiUpdate(In):
+    metric: Key | None = None
+    target: float | None = None
+    direction: str | None = None
+    judged_at: str | None = None
+    description: Text | None = None
+    owner: Annotated[str, Field(max_length=256)] | None = None
+
+
+# experiments ---------------------------------------------------------------------------------
+class ExperimentCreate(In):
+    name: Name
+    project: Annotated[str, Field(max_length=128)] | None = None
+    description: Text = ""
+    tags: Annotated[dict[Key, Annotated[str, Field(max_length=8000)]], Field(max_length=100)] = {}
+
+
+class ExperimentUpdate(In):
+    name: Name | None = None
+    description: Text | None = None
+
+
+class TagIn(In):
+    key: Key
+    value: Annotated[str, Field(max_length=8000)]
+
+
+# runs ----------------------------------------------------------------------------------------
+class MetricIn(In):
+    key: Key
+    value: JsonFloat | None  # null or "NaN"/"Infinity"/"-Infinity" for non-finite values
+    timestamp: int
+    step: int = 0
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _named(cls, v: Any) -> Any:
+        if v is None:
+            return math.nan
+        if isinstance(v, str) and v in _NON_FINITE:
+            return _NON_FINITE[v]
+        return v
+
+    def to_metric(self) -> Metric:
+        return Metric(self.key, math.nan if self.value is None else self.value, self.timestamp,
+                      self.step)  # fmt: skip
+
+
+class ParamIn(In):
+    key: Key
+    value: Annotated[str, Field(max_length=6000)]
+
+
+class RunCreate(In):
+    experiment_id: Annotated[str, Field(max_length=32)] = "0"
+    run_name: Annotated[str, Field(max_length=250)] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+    start_time: int | None = None
+    tags: Annotated[dict[Key, Annotated[str, Field(max_length=8000)]], Field(max_length=100)] = {}
+    parent_run_id: Annotated[str, Field(max_length=32)] | None = None
+    source: Annotated[str, Field(max_length=4096)] = ""
+    git_commit: Annotated[str, Field(max_length=64)] | None = None
+    git_dirty: bool | None = None
+
+
+class RunUpdate(In):
+    status: str
+    end_time: int | None = None
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    metrics: Annotated[list[MetricIn], Field(max_length=MAX_ITEMS)] = []
+
+
+class BatchIn(In):
+    metrics: Annotated[list[MetricIn], Field(max_length=MAX_ITEMS)] = []
+    params: Annotated[list[ParamIn], Field(max_length=1000)] = []
+    tags: Annotated[list[TagIn], Field(max_length=1000)] = []
+
+
+class MultiMetricsIn(In):
+    batches: Annotated[
+        dict[Annotated[str, Field(max_length=32)], list[MetricIn]], Field(max_length=10_000)
+    ]
+
+
+class RunInputIn(In):
+    name: Name
+    digest: Annotated[str, Field(min_length=1, max_length=128)]
+    role: Annotated[str, Field(min_length=1, max_length=64)] = "train"
+    source: Annotated[str, Field(max_length=4096)] = ""
+
+
+class InputsIn(In):
+    inputs: Annotated[list[RunInputIn], Field(max_length=1000)]
+
+
+class ArtifactRecordIn(In):
+    path: Annotated[str, Field(min_length=1, max_length=1024)]
+    size: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ArtifactRecordsIn(In):
+    records: Annotated[list[ArtifactRecordIn], Field(max_length=10_000)]
+
+
+class SearchIn(In):
+    experiment_ids: Annotated[list[ShortId], Field(min_length=1, max_length=1000)]
+    filter: Annotated[str, Field(max_length=10_000)] | None = None
+    order_by: Annotated[list[OrderItem], Field(max_length=10)] | None = None
+    max_results: Annotated[int, Field(ge=1, le=50_000)] = 1000
+    page_token: Annotated[str, Field(max_length=10_000)] | None = None
+    view: str = "active_only"
+
+
+# responses -----------------------------------------------------------------------------------
+class RunInputOut(Out):
+    name: str
+    digest: str
+    role: str
+    source: str
+
+
+class RunOut(Out):
+    run_id: str
+    experiment_id: str
+    run_name: str
+    status: str
+    start_time: int
+    end_time: int | None
+    user: str
+    lifecycle_stage: str
+    artifact_path: str
+    parent_run_id: str | None
+    source: str
+    git_commit: str | None
+    git_dirty: bool | None
+    cpu_seconds: float | None
+    peak_memory_bytes: int | None
+    params: dict[str, str]
+    metrics: dict[str, JsonFloat]
+    tags: dict[str, str]
+    inputs: list[RunInputOut]
+
+    @classmethod
+    def of(cls, run: Run) -> RunOut:
+        return cls.model_validate(run)
+
+
+class RunPage(Out):
+    runs: list[RunOut]
+    next_page_token: str | None
+
+
+class MetricOut(Out):
+    key: str
+    value: JsonFloat
+    timestamp: int
+    step: int
+
+
+class Ok(Out):
+    ok: bool = True
