@@ -297,3 +297,13 @@ def test_flush_interval_bounds_latency(lm):
         ):
             time.sleep(0.05)
         assert lm.get_client()._tracking.get_run(active.run_id).metrics == {"m": 1.0}
+
+
+@pytest.mark.parametrize("bad", [2**63, -(2**63) - 1, 10**30])
+def test_out_of_range_steps_and_timestamps_are_refused(lm, bad):
+    with lm.start_run() as run:
+        with pytest.raises(InvalidArgument, match=r"64-bit"):
+            lm.log_metric("m", 1.0, step=bad)
+        with pytest.raises(InvalidArgument, match="milliseconds"):
+            lm.log_metric("m", 1.0, timestamp=bad)
+    assert lm.get_run(run.run_id).metrics == {}

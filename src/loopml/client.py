@@ -187,7 +187,9 @@ class Client:
         metric = Metric(
             key,
             value if type(value) is float else validation.metric_value(value, key),
-            timestamp if timestamp is not None else int(time.time() * 1000),
+            int(time.time() * 1000)
+            if timestamp is None
+            else validation.metric_timestamp(timestamp, key),
             0 if step is None else validation.metric_step(step, key),
         )
         self._buffer.add(run_id, metric)
@@ -236,6 +238,7 @@ class Client:
             validation.validate_key(m.key)
             validation.metric_value(m.value, m.key)
             validation.metric_step(m.step, m.key)
+            validation.metric_timestamp(m.timestamp, m.key)
         self._tracking.log_batch(
             run_id, metrics=metrics, params=params, tags=tags, actor=self.actor
         )

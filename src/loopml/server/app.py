@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from loopml import __version__
-from loopml.server import errors
+from loopml.server import errors, sessions
 from loopml.server.access import (
     Authenticator,
     authenticated,
@@ -26,7 +26,7 @@ from loopml.server.access import (
 )
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
-from loopml.server.routes import artifacts, audit, projects, tracking
+from loopml.server.routes import artifacts, audit, projects, tracking, ui
 from loopml.server.scopes import ProjectIndex
 from loopml.stack import Stack
 
@@ -79,6 +79,7 @@ def create_app(stack: Stack, *, authenticate: Authenticator | None = None) -> Fa
     errors.install(app)
     for router in (projects.router, tracking.router, artifacts.router, audit.router):
         app.include_router(router)
+    app.include_router(ui.router)  # the web UI, its /static files served by declared routes
 
     metrics = HttpMetrics()
 
@@ -86,7 +87,12 @@ def create_app(stack: Stack, *, authenticate: Authenticator | None = None) -> Fa
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/metrics", **public())
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+        **public(),
+    )
     def prometheus() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
@@ -96,7 +102,8 @@ def create_app(stack: Stack, *, authenticate: Authenticator | None = None) -> Fa
         caller = caller_of(request)
         return {"name": caller.name, "is_admin": caller.is_admin}
 
-    # Outermost last: headers on everything, then the body limit, then metrics.
+    # Outermost last: headers on everything, then the body limit, then metrics, then CSRF.
+    sessions.install(app, login_enabled=authenticate is not None)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_request_bytes,

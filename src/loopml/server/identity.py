@@ -1,11 +1,14 @@
-"""Authentication with API tokens (``Authorization: Bearer lml_…``) against the identity store."""
+"""Authentication with API tokens (``Authorization: Bearer lml_…``) or a browser session cookie
+(``server/sessions.py``, created by logging in to the web UI), against the identity store."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from loopml.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from loopml.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from loopml.governance.identity import User
 from loopml.server.access import Authenticator, Caller
+from loopml.server.sessions import session_of_request
 from loopml.stack import Stack
 
 
@@ -14,8 +17,21 @@ def token_authenticator(stack: Stack) -> Authenticator:
     if identity is None:
         raise InvalidArgument("authentication needs the database (users live there)")
 
+    def caller(user: User) -> Caller:
+        principal = identity.principal(user)
+        return Caller(name=user.username, may=principal.can, is_admin=principal.is_admin)
+
     def authenticate(request: Request) -> Caller:
         header = request.headers.get("authorization", "")
+        if not header:  # a browser: its session cookie, if it has a live one
+            session = session_of_request(request)
+            if session is not None:
+                try:
+                    user = identity.get_user(session.user_id)
+                except NotFound:
+                    user = None
+                if user is not None and not user.disabled:
+                    return caller(user)
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret:
             raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>'")
@@ -23,7 +39,6 @@ def token_authenticator(stack: Stack) -> Authenticator:
             user = identity.authenticate_token(secret.strip())
         except (PermissionDenied, InvalidArgument) as e:
             raise Unauthenticated(e.message) from None
-        principal = identity.principal(user)
-        return Caller(name=user.username, may=principal.can, is_admin=principal.is_admin)
+        return caller(user)
 
     return authenticate

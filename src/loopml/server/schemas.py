@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
@@ -15,6 +15,11 @@ Name = Annotated[str, Field(min_length=1, max_length=256)]
 ShortId = Annotated[str, Field(max_length=32)]
 OrderItem = Annotated[str, Field(max_length=300)]
 MAX_ITEMS = 100_000
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # what a BIGINT column holds
+View = Literal["active_only", "deleted_only", "all"]
+Status = Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
+DirectionIn = Literal["maximize", "minimize"]
+JudgedAtIn = Literal["validation", "production"]
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 # JSON has no NaN or infinity; they travel as these strings, and the schema says so.
 JsonFloat = Annotated[
@@ -62,8 +67,8 @@ class KpiCreate(In):
     name: Annotated[str, Field(min_length=1, max_length=128)]
     metric: Key
     target: float
-    direction: str = "maximize"
-    judged_at: str = "validation"
+    direction: DirectionIn = "maximize"
+    judged_at: JudgedAtIn = "validation"
     description: Text = ""
     owner: Annotated[str, Field(max_length=256)] = ""
 
@@ -71,8 +76,8 @@ class KpiCreate(In):
 class KpiUpdate(In):
     metric: Key | None = None
     target: float | None = None
-    direction: str | None = None
-    judged_at: str | None = None
+    direction: DirectionIn | None = None
+    judged_at: JudgedAtIn | None = None
     description: Text | None = None
     owner: Annotated[str, Field(max_length=256)] | None = None
 
@@ -99,8 +104,8 @@ class TagIn(In):
 class MetricIn(In):
     key: Key
     value: JsonFloat | None  # null or "NaN"/"Infinity"/"-Infinity" for non-finite values
-    timestamp: int
-    step: int = 0
+    timestamp: Int64
+    step: Int64 = 0
 
     @field_validator("value", mode="before")
     @classmethod
@@ -125,7 +130,7 @@ class RunCreate(In):
     experiment_id: Annotated[str, Field(max_length=32)] = "0"
     run_name: Annotated[str, Field(max_length=250)] | None = None
     user: Annotated[str, Field(max_length=256)] | None = None
-    start_time: int | None = None
+    start_time: Int64 | None = None
     tags: Annotated[dict[Key, Annotated[str, Field(max_length=8000)]], Field(max_length=100)] = {}
     parent_run_id: Annotated[str, Field(max_length=32)] | None = None
     source: Annotated[str, Field(max_length=4096)] = ""
@@ -134,10 +139,10 @@ class RunCreate(In):
 
 
 class RunUpdate(In):
-    status: str
-    end_time: int | None = None
+    status: Status
+    end_time: Int64 | None = None
     cpu_seconds: float | None = None
-    peak_memory_bytes: int | None = None
+    peak_memory_bytes: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     metrics: Annotated[list[MetricIn], Field(max_length=MAX_ITEMS)] = []
 
 
@@ -166,7 +171,7 @@ class InputsIn(In):
 
 class ArtifactRecordIn(In):
     path: Annotated[str, Field(min_length=1, max_length=1024)]
-    size: Annotated[int, Field(ge=0)]
+    size: Annotated[int, Field(ge=0, le=2**63 - 1)]
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -180,7 +185,7 @@ class SearchIn(In):
     order_by: Annotated[list[OrderItem], Field(max_length=10)] | None = None
     max_results: Annotated[int, Field(ge=1, le=50_000)] = 1000
     page_token: Annotated[str, Field(max_length=10_000)] | None = None
-    view: str = "active_only"
+    view: View = "active_only"
 
 
 # responses -----------------------------------------------------------------------------------
@@ -231,3 +236,26 @@ class MetricOut(Out):
 
 class Ok(Out):
     ok: bool = True
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    """Every error: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "invalid request"), (401, "authentication required"), (403, "not allowed"),
+        (404, "not found"), (409, "conflict"), (413, "body too large"),
+        (415, "unsupported media type"), (503, "unavailable; retry"),
+    )
+}  # fmt: skip
+"""Declared on every router, so the OpenAPI spec documents the errors the API returns."""

@@ -47,14 +47,32 @@ def metric_value(value: Any, key: str) -> float:
     return float(value)
 
 
+INT64 = range(-(2**63), 2**63)
+
+
 def metric_step(step: Any, key: str) -> int:
-    if type(step) is int:  # the common case, without the ABC check below
+    if type(step) is int and step in INT64:  # the common case, without the ABC check below
         return step
     if step is None:
         return 0
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise InvalidArgument(f"step of metric {key!r} must be an integer, got {step!r:.50}")
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or int(step) not in INT64:
+        raise InvalidArgument(f"step of metric {key!r} must be a 64-bit integer, got {step!r:.50}")
     return int(step)
+
+
+def metric_timestamp(timestamp: Any, key: str) -> int:
+    """Milliseconds since the epoch, as a 64-bit integer."""
+    if type(timestamp) is int and timestamp in INT64:
+        return timestamp
+    if (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, numbers.Integral)
+        or int(timestamp) not in INT64
+    ):
+        raise InvalidArgument(
+            f"timestamp of metric {key!r} must be integer milliseconds, got {timestamp!r:.50}"
+        )
+    return int(timestamp)
 
 
 def param_value(key: str, value: Any) -> str:

@@ -26,10 +26,14 @@ _ACTIVE, _DELETED = Lifecycle.ACTIVE.value, Lifecycle.DELETED.value
 
 
 def int_id(kind: str, value: str) -> int:
+    """A stored integer id; anything else (text, out of BIGINT range) names nothing that exists."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        raise NotFound(f"{kind} {value!r} not found") from None
+        number = -1
+    if not 0 <= number < 2**63:
+        raise NotFound(f"{kind} {value!r:.40} not found")
+    return number
 
 
 def _lifecycle_filter(q: sa.Select[Any], column: Any, view: ViewType) -> sa.Select[Any]:

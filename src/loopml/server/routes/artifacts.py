@@ -20,10 +20,11 @@ from loopml.artifacts.paths import clean_relpath
 from loopml.artifacts.store import ArtifactInfo
 from loopml.errors import IntegrityError, InvalidArgument
 from loopml.server.access import caller_of, protected
+from loopml.server.schemas import ERROR_RESPONSES
 from loopml.server.scopes import ProjectIndex
 from loopml.stack import Stack
 
-router = APIRouter(prefix="/api/v1", tags=["artifacts"])
+router = APIRouter(prefix="/api/v1", tags=["artifacts"], responses=ERROR_RESPONSES)
 _CHUNK = 1 << 20
 
 
@@ -69,7 +70,13 @@ async def upload(
         os.unlink(tmp)
 
 
-@router.get("/artifacts/{path:path}", **protected("artifact.read"))
+@router.get(
+    "/artifacts/{path:path}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "the bytes"},
+               206: {"content": {"application/octet-stream": {}}, "description": "from N"}},
+    **protected("artifact.read"),
+)  # fmt: skip
 def download(
     request: Request,
     path: str,

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Request
 from loopml.errors import NotFound
 from loopml.governance.audit import AuditEvent, ChainReport
 from loopml.server.access import Caller, caller_of, protected
+from loopml.server.schemas import ERROR_RESPONSES
 from loopml.server.scopes import ProjectIndex
 from loopml.stack import Stack
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"], responses=ERROR_RESPONSES)
 
 
 def _stack(request: Request) -> Stack:
@@ -26,8 +27,8 @@ def list_events(
     object_type: Annotated[str | None, Query(max_length=64)] = None,
     object_id: Annotated[str | None, Query(max_length=256)] = None,
     actor: Annotated[str | None, Query(max_length=256)] = None,
-    since: int | None = None,
-    until: int | None = None,
+    since: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    until: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> list[AuditEvent]:
     """Events, oldest first. Admins see all; others the events of projects they may audit."""

@@ -6,11 +6,18 @@ from fastapi import APIRouter, Request
 
 from loopml.projects.entities import Kpi, Okr, Project, parse_direction, parse_judged_at
 from loopml.server.access import caller_of, protected
-from loopml.server.schemas import KpiCreate, KpiUpdate, OkrCreate, ProjectCreate, ProjectUpdate
+from loopml.server.schemas import (
+    ERROR_RESPONSES,
+    KpiCreate,
+    KpiUpdate,
+    OkrCreate,
+    ProjectCreate,
+    ProjectUpdate,
+)
 from loopml.server.scopes import project_scope
 from loopml.stack import Stack
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=ERROR_RESPONSES)
 
 
 def _stack(request: Request) -> Stack:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from loopml.errors import InvalidArgument
 from loopml.server.access import caller_of, protected
 from loopml.server.schemas import (
+    ERROR_RESPONSES,
     ArtifactRecordsIn,
     BatchIn,
     ExperimentCreate,
@@ -24,6 +25,7 @@ from loopml.server.schemas import (
     RunUpdate,
     SearchIn,
     TagIn,
+    View,
 )
 from loopml.server.scopes import ProjectIndex, experiment_scope, run_scope
 from loopml.stack import Stack
@@ -37,7 +39,7 @@ from loopml.tracking.entities import (
     ViewType,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["tracking"])
+router = APIRouter(prefix="/api/v1", tags=["tracking"], responses=ERROR_RESPONSES)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 
 
@@ -64,7 +66,7 @@ def _view(value: str) -> ViewType:
 @router.get("/experiments", **protected("experiment.read"))
 def list_experiments(
     request: Request,
-    view: Annotated[str, Query(max_length=20)] = "active_only",
+    view: View = "active_only",
     project: Annotated[str | None, Query(max_length=128)] = None,
 ) -> list[Experiment]:
     caller = caller_of(request)
@@ -155,10 +157,7 @@ def get_run(request: Request, run_id: str) -> RunOut:
 
 @router.patch("/runs/{run_id}", **protected("run.write", run_scope))
 def update_run(request: Request, run_id: str, body: RunUpdate) -> Ok:
-    try:
-        status = RunStatus(body.status.upper())
-    except ValueError:
-        raise InvalidArgument(f"invalid run status {body.status!r}") from None
+    status = RunStatus(body.status)
     stack_of(request).tracking.update_run(
         run_id,
         status=status,

@@ -1,0 +1,486 @@
+"""The web UI: server-rendered pages over the same stores and the same access rules as the API.
+
+Every page is declared like an API route (``protected(action, scope)``, ``authenticated()`` or
+``public()``) and lists only what the caller may see. Templates autoescape everything; chart data
+reaches the page's script as JSON in a ``<script type="application/json">`` block. Forms post
+to ``/login`` and ``/logout`` only; ``server/sessions.py`` checks their CSRF token and origin.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from functools import cache
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from loopml.artifacts.paths import clean_relpath
+from loopml.errors import InvalidArgument, NotFound, PermissionDenied
+from loopml.governance.audit import AuditEvent
+from loopml.projects.entities import Project
+from loopml.server.access import Caller, authenticated, caller_of, protected, public
+from loopml.server.routes.audit import _visible as audit_visible
+from loopml.server.scopes import ProjectIndex, experiment_scope, project_scope, run_scope
+from loopml.server.sessions import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    clear_cookie_header,
+    cookie_header,
+    is_secure,
+    new_csrf_token,
+    parse_form,
+    session_of_request,
+    sessions_of,
+)
+from loopml.stack import Stack
+from loopml.tracking.artifacts import RunArtifacts
+from loopml.tracking.entities import Experiment, Run, ViewType
+from loopml.ui import TEMPLATES_DIR, plotly_url, static_files, views
+from loopml.ui.formatting import FILTERS
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZES = (25, 50, 100)
+AUDIT_PAGE = 100
+VERIFIED_INLINE_BYTES = 32 * 2**20  # artifacts up to this size are digest-checked when served
+Text = Annotated[str, Query(max_length=10_000)]
+Short = Annotated[str, Query(max_length=300)]
+
+
+# rendering -----------------------------------------------------------------------------------
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,  # every template, whatever its name
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(FILTERS)
+    env.globals["static"] = lambda name: static_files()[name].url
+    env.globals["plotly_url"] = plotly_url
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False}
+    return env
+
+
+def _stack(request: Request) -> Stack:
+    stack: Stack = request.app.state.stack
+    return stack
+
+
+def _index(request: Request) -> ProjectIndex:
+    index: ProjectIndex = request.app.state.projects_index
+    return index
+
+
+def _login_enabled(request: Request) -> bool:
+    store = sessions_of(request.app.state)
+    return store is not None and store.login_enabled and _stack(request).identity is not None
+
+
+def _page(
+    request: Request,
+    template: str,
+    *,
+    caller: Caller | None,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    session = session_of_request(request)
+    csrf, new_cookie = _csrf_token(request, session)
+    html = (
+        _env()
+        .get_template(template)
+        .render(
+            user=caller.name if caller else None,
+            can_audit=bool(caller and caller.may("audit.read", None)),
+            session=session is not None,
+            csrf_token=csrf,
+            **context,
+        )
+    )
+    response = HTMLResponse(html, status_code=status)
+    response.headers["cache-control"] = "no-store"
+    if new_cookie:
+        response.headers.append(
+            "set-cookie",
+            cookie_header(CSRF_COOKIE, csrf, secure=is_secure(request.scope), same_site="Strict"),
+        )
+    return response
+
+
+def _csrf_token(request: Request, session: Session | None) -> tuple[str, bool]:
+    """The token forms on this page carry: the session's, or the double-submit cookie's."""
+    if session is not None:
+        return session.csrf_token, False
+    existing = request.cookies.get(CSRF_COOKIE)
+    if existing and 20 <= len(existing) <= 100 and existing.replace("-", "").replace("_", "").isalnum():
+        return existing, False
+    return new_csrf_token(), True
+
+
+def _url(path: str, **params: Any) -> str:
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+    return f"{path}?{query}" if query else path
+
+
+def _redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303, headers={"cache-control": "no-store"})
+
+
+# login / logout ------------------------------------------------------------------------------
+@router.get("/login", **public())
+def login_form(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
+    if not _login_enabled(request):
+        return _redirect("/")
+    return _page(request, "login.html", caller=None, title="Log in",
+                 next=views.safe_next(next), error=None, username="")  # fmt: skip
+
+
+@router.post("/login", **public())
+async def login(request: Request) -> Response:
+    """Username and password (the CSRF guard has checked token and origin already)."""
+    if not _login_enabled(request):
+        return _redirect("/")
+    form = parse_form(await request.body())
+    username, password = form.get("username", "")[:256], form.get("password", "")
+    target = views.safe_next(form.get("next"))
+    identity, store = _stack(request).identity, sessions_of(request.app.state)
+    assert identity is not None and store is not None  # _login_enabled
+    try:
+        user = await run_in_threadpool(identity.authenticate_password, username, password)
+    except (PermissionDenied, InvalidArgument, NotFound):
+        return _page(request, "login.html", caller=None, status=401, title="Log in",
+                     next=target, error="Invalid username or password.", username=username)  # fmt: skip
+    store.drop(request.cookies.get(SESSION_COOKIE))  # a fresh id at every login (no fixation)
+    session_id, _ = store.create(user.user_id, user.username)
+    response = _redirect(target)
+    response.headers.append(
+        "set-cookie", cookie_header(SESSION_COOKIE, session_id, secure=is_secure(request.scope))
+    )
+    return response
+
+
+@router.post("/logout", **public())
+def logout(request: Request) -> Response:
+    store = sessions_of(request.app.state)
+    if store is not None:
+        store.drop(request.cookies.get(SESSION_COOKIE))
+    response = _redirect("/login" if _login_enabled(request) else "/")
+    response.headers.append(
+        "set-cookie", clear_cookie_header(SESSION_COOKIE, secure=is_secure(request.scope))
+    )
+    return response
+
+
+# projects ------------------------------------------------------------------------------------
+@router.get("/", **authenticated())
+def projects_page(request: Request) -> HTMLResponse:
+    caller, stack = caller_of(request), _stack(request)
+    projects = [p for p in stack.projects.list_projects() if caller.may("project.read", p.project_id)]
+    counts: dict[str, int] = {}
+    for exp in stack.tracking.list_experiments():
+        counts[exp.project_id] = counts.get(exp.project_id, 0) + 1
+    return _page(request, "projects.html", caller=caller, title="Projects", nav="projects",
+                 projects=projects, counts=counts)  # fmt: skip
+
+
+@router.get("/projects/{project}", **protected("project.read", project_scope))
+def project_page(request: Request, project: str) -> HTMLResponse:
+    caller, stack = caller_of(request), _stack(request)
+    proj = stack.projects.get_project(project)
+    experiments = []
+    if caller.may("experiment.read", proj.project_id):
+        experiments = stack.tracking.list_experiments(project=proj.project_id)
+    best = _kpi_best(stack, caller, proj, experiments)
+    return _page(request, "project.html", caller=caller, title=proj.name, nav="projects",
+                 project=proj, experiments=experiments, best=best)  # fmt: skip
+
+
+def _kpi_best(
+    stack: Stack, caller: Caller, project: Project, experiments: list[Experiment]
+) -> dict[str, tuple[float, Run]]:
+    """The best value each KPI's metric reached in the project's runs (one indexed query each)."""
+    if not experiments or not caller.may("run.read", project.project_id):
+        return {}
+    ids = [e.experiment_id for e in experiments]
+    best: dict[str, tuple[float, Run]] = {}
+    for kpi in project.kpis:
+        item = views.sort_item("metric", kpi.metric)
+        if item is None:
+            continue
+        order = "DESC" if kpi.direction.value == "maximize" else "ASC"
+        page = stack.tracking.search_runs(
+            ids, filter_string=f"{item} IS NOT NULL", order_by=[f"{item} {order}"], max_results=1
+        )
+        if page.items and kpi.metric in page.items[0].metrics:
+            best[kpi.name] = (page.items[0].metrics[kpi.metric], page.items[0])
+    return best
+
+
+# runs table ----------------------------------------------------------------------------------
+@router.get("/experiments/{experiment_id}", **protected("experiment.read", experiment_scope))
+def experiment_page(
+    request: Request,
+    experiment_id: str,
+    filter: Text = "",
+    order_by: Short = "",
+    page_token: Text = "",
+    page: Annotated[int, Query(ge=1, le=10**9)] = 1,
+    size: Annotated[int, Query(ge=1, le=100)] = 50,
+    view: Annotated[str, Query(max_length=20)] = "active_only",
+) -> HTMLResponse:
+    """One keyset page of runs (never OFFSET): the store's search, at most 100 rows."""
+    caller, stack = caller_of(request), _stack(request)
+    experiment = stack.tracking.get_experiment(experiment_id)
+    caller.require("run.read", experiment.project_id)
+    project = stack.projects.get_project(experiment.project_id)
+    try:
+        view_type = ViewType(view)
+    except ValueError:
+        view_type = ViewType.ACTIVE_ONLY
+    runs: list[Run] = []
+    next_token, error = None, None
+    try:
+        result = stack.tracking.search_runs(
+            [experiment_id], filter_string=filter or None, order_by=[order_by] if order_by else None,
+            max_results=size, page_token=page_token or None, view=view_type,
+        )  # fmt: skip
+        runs, next_token = result.items, result.next_page_token
+    except InvalidArgument as e:
+        error = e.message
+    current = views.current_order(order_by)
+    kpi_metrics = [k.metric for k in project.kpis]
+    columns = views.choose_columns(
+        runs, preferred_metrics=kpi_metrics, pinned=views.pinned_column(current)
+    )
+    base = f"/experiments/{quote(experiment_id)}"
+    keep = {"filter": filter, "size": size if size != 50 else None,
+            "view": view_type.value if view_type is not ViewType.ACTIVE_ONLY else None}  # fmt: skip
+
+    def header(label: str, entity: str, key: str, cls: str = "") -> dict[str, Any]:
+        link = views.sort_link(entity, key, current)
+        href = _url(base, **keep, order_by=link.order_by) if link.order_by else None
+        return {"label": label, "href": href, "arrow": link.arrow, "cls": cls}
+
+    headers = [
+        header("Run", "attribute", "run_name"),
+        header("Status", "attribute", "status"),
+        header("Started", "attribute", "start_time"),
+        {"label": "Duration", "href": None, "arrow": "", "cls": ""},
+        header("User", "attribute", "user"),
+        *[header(k, "param", k, "param") for k in columns.params],
+        *[header(k, "metric", k, "metric num") for k in columns.metrics],
+    ]
+    next_url = None
+    if next_token:
+        next_url = _url(base, **keep, order_by=order_by, page_token=next_token, page=page + 1)
+    first_url = _url(base, **keep, order_by=order_by) if page_token else None
+    return _page(
+        request, "experiment.html", caller=caller, title=experiment.name, nav="projects",
+        status=400 if error else 200, experiment=experiment, project=project, runs=runs,
+        columns=columns, headers=headers, filter=filter, order_by=order_by, size=size,
+        sizes=PAGE_SIZES, view=view_type.value, error=error, page=page, next_url=next_url,
+        first_url=first_url,
+    )  # fmt: skip
+
+
+# one run -------------------------------------------------------------------------------------
+@router.get("/runs/{run_id}", **protected("run.read", run_scope))
+def run_page(
+    request: Request,
+    run_id: str,
+    path: Annotated[str, Query(max_length=1024)] = "",
+    artifact: Annotated[str, Query(max_length=1024)] = "",
+) -> HTMLResponse:
+    caller, stack = caller_of(request), _stack(request)
+    run = stack.tracking.get_run(run_id)
+    experiment = stack.tracking.get_experiment(run.experiment_id)
+    project = stack.projects.get_project(experiment.project_id)
+    kpi_metrics = [k.metric for k in project.kpis]
+    charts = []
+    for i, key in enumerate(views.chart_keys(run.metrics, kpi_metrics)):
+        history = stack.tracking.get_metric_history(run_id, key)
+        charts.append({"id": f"c{i}", "title": key,
+                       "traces": [{"name": run.run_name, **views.series(history)}]})  # fmt: skip
+    children = stack.tracking.search_runs(
+        [run.experiment_id], filter_string=f"attributes.parent_run_id = '{run.run_id}'",
+        max_results=50,
+    ).items  # fmt: skip
+    browser = None
+    if caller.may("artifact.read", project.project_id):
+        browser = _artifact_browser(stack, run, path, artifact)
+    return _page(
+        request, "run.html", caller=caller, title=run.run_name, nav="projects", run=run,
+        experiment=experiment, project=project, charts={"charts": charts}, children=children,
+        browser=browser, kpi_metrics=set(kpi_metrics),
+    )  # fmt: skip
+
+
+def _artifact_browser(stack: Stack, run: Run, path: str, artifact: str) -> dict[str, Any]:
+    """The folder ``path`` of the run's artifacts, and a preview of the file ``artifact``."""
+    artifacts = RunArtifacts(stack.tracking, stack.artifacts)
+    folder = clean_relpath(path, allow_empty=True) if path else ""
+    entries = artifacts.list(run, folder)
+    preview, selected = None, None
+    if artifact:
+        selected = clean_relpath(artifact)
+        kind = views.preview_kind(selected)
+        if kind == "image":
+            preview = views.Preview("image")
+        elif kind in ("text", "json"):
+            head, truncated = _head(stack, f"{run.artifact_path}/{selected}", views.PREVIEW_BYTES)
+            preview = views.text_preview(kind, head, truncated)
+        else:
+            preview = views.Preview("binary")
+    return {"folder": folder, "crumbs": views.breadcrumbs(folder), "entries": entries,
+            "selected": selected, "preview": preview}  # fmt: skip
+
+
+def _head(stack: Stack, rel: str, limit: int) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes of an artifact, and whether there is more."""
+    chunks, size = [], 0
+    for chunk in stack.artifacts.open_read(rel):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    data = b"".join(chunks)
+    return data[:limit], len(data) > limit
+
+
+@router.get("/runs/{run_id}/artifact", **protected("artifact.read", run_scope))
+def run_artifact(
+    request: Request,
+    run_id: str,
+    path: Annotated[str, Query(min_length=1, max_length=1024)],
+    download: bool = False,
+) -> Response:
+    """An artifact's bytes: raster images inline (same origin, for previews); everything else
+    as an attachment, so nothing a run uploaded ever renders as a page of this site."""
+    stack = _stack(request)
+    run = stack.tracking.get_run(run_id)
+    rel = clean_relpath(path)
+    media = None if download else views.image_media_type(rel)
+    name = rel.rsplit("/", 1)[-1]
+    headers = {
+        "content-security-policy": "default-src 'none'; sandbox",
+        "cache-control": "private, no-cache",
+        "content-disposition": (
+            f"inline; filename*=UTF-8''{quote(name)}"
+            if media
+            else f"attachment; filename*=UTF-8''{quote(name)}"
+        ),
+    }
+    records = {r.path: r for r in stack.tracking.list_artifact_records(run_id)}
+    record = records.get(rel)
+    if record is not None and record.size <= VERIFIED_INLINE_BYTES:
+        data = RunArtifacts(stack.tracking, stack.artifacts).read_bytes(run, rel)
+        return Response(data, media_type=media or "application/octet-stream", headers=headers)
+    chunks: Iterator[bytes] = stack.artifacts.open_read(f"{run.artifact_path}/{rel}")
+    return StreamingResponse(chunks, media_type=media or "application/octet-stream",
+                             headers=headers)  # fmt: skip
+
+
+# compare -------------------------------------------------------------------------------------
+@router.get("/compare", **protected("run.read"))
+def compare_page(
+    request: Request, runs: Annotated[list[str], Query(max_length=20)]
+) -> HTMLResponse:
+    caller, stack, index = caller_of(request), _stack(request), _index(request)
+    ids = views.compare_ids(r[:1000] for r in runs)
+    for run_id in ids:
+        caller.require("run.read", index.of_run(run_id))
+    chosen = [stack.tracking.get_run(run_id) for run_id in ids]
+    params = views.diff_rows(chosen, lambda r: r.params)
+    metrics = views.diff_rows(chosen, lambda r: r.metrics)
+    tags = views.diff_rows(chosen, lambda r: {k: v for k, v in r.tags.items()})
+    keys = views.chart_keys({k for r in chosen for k in r.metrics}, limit=8)
+    charts = []
+    for i, key in enumerate(keys):
+        traces = [
+            {"name": f"{r.run_name} ({r.run_id[:8]})",
+             **views.series(stack.tracking.get_metric_history(r.run_id, key), 1000)}
+            for r in chosen
+            if key in r.metrics
+        ]  # fmt: skip
+        charts.append({"id": f"c{i}", "title": key, "traces": traces})
+    experiments = {r.experiment_id: stack.tracking.get_experiment(r.experiment_id) for r in chosen}
+    return _page(
+        request, "compare.html", caller=caller, title="Compare runs", nav="projects", runs=chosen,
+        params=params, metrics=metrics, tags=tags, charts={"charts": charts},
+        experiments=experiments,
+    )  # fmt: skip
+
+
+# audit ---------------------------------------------------------------------------------------
+AUDIT_TYPES = ("project", "experiment", "run", "user", "token", "membership")
+
+
+@router.get("/audit", **protected("audit.read"))
+def audit_page(
+    request: Request,
+    object_type: Annotated[str, Query(max_length=64)] = "",
+    object_id: Annotated[str, Query(max_length=256)] = "",
+    actor: Annotated[str, Query(max_length=256)] = "",
+    action: Annotated[str, Query(max_length=64)] = "",
+    until: int | None = None,
+    before: int | None = None,
+    verify: bool = False,
+) -> HTMLResponse:
+    """The newest events first, a page at a time (``until``/``before`` walk back in time)."""
+    caller, stack, index = caller_of(request), _stack(request), _index(request)
+    fetched = stack.audit.list_events(
+        object_type=object_type or None, object_id=object_id or None, actor=actor or None,
+        until=until, limit=AUDIT_PAGE + 50,
+    )  # fmt: skip
+    if before is not None:
+        fetched = [e for e in fetched if e.seq < before]
+    page = list(reversed(fetched))[:AUDIT_PAGE]
+    oldest = page[-1] if len(page) == AUDIT_PAGE else None
+    if not caller.is_admin:
+        page = [e for e in page if audit_visible(e, caller, index)]
+    if action:
+        page = [e for e in page if e.action == action]
+    keep = {"object_type": object_type, "object_id": object_id, "actor": actor, "action": action}
+    older_url = _url("/audit", **keep, until=oldest.ts, before=oldest.seq) if oldest else None
+    report = stack.audit.verify() if verify else None
+    return _page(
+        request, "audit.html", caller=caller, title="Audit log", nav="audit",
+        events=[_event_view(e) for e in page], filters=keep, types=AUDIT_TYPES,
+        older_url=older_url, newest_url=_url("/audit", **keep) if until or before else None,
+        report=report, verify_url=_url("/audit", **keep, verify="true"),
+    )  # fmt: skip
+
+
+def _event_view(event: AuditEvent) -> dict[str, Any]:
+    href = {"run": "/runs/", "experiment": "/experiments/", "project": "/projects/"}.get(
+        event.object_type
+    )
+    return {"event": event, "href": f"{href}{quote(event.object_id, safe='')}" if href else None,
+            "change": views.compact_json(event.change)}  # fmt: skip
+
+
+# static files --------------------------------------------------------------------------------
+@cache
+def _gzipped(name: str) -> bytes:
+    return gzip.compress(static_files()[name].path.read_bytes(), compresslevel=6)
+
+
+@router.get("/static/{name:path}", **public())
+def static(request: Request, name: str) -> Response:
+    """The UI's own CSS and JS, and Plotly's bundle, from an allow-list (no path reaches disk)."""
+    file = static_files().get(name)
+    if file is None:
+        raise NotFound(f"no static file {name[:100]!r}")
+    headers = {"cache-control": "public, max-age=31536000, immutable", "vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", "") and file.path.stat().st_size > 4096:
+        headers["content-encoding"] = "gzip"
+        return Response(_gzipped(name), media_type=file.media_type, headers=headers)
+    return Response(file.path.read_bytes(), media_type=file.media_type, headers=headers)
