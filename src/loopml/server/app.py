@@ -26,7 +26,7 @@ from loopml.server.access import (
 )
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
-from loopml.server.routes import artifacts, audit, projects, tracking, ui
+from loopml.server.routes import artifacts, audit, projects, tokens, tracking, ui
 from loopml.server.scopes import ProjectIndex
 from loopml.stack import Stack
 
@@ -76,8 +76,9 @@ def create_app(stack: Stack, *, authenticate: Authenticator | None = None) -> Fa
     app.state.stack = stack
     app.state.projects_index = ProjectIndex(stack)
     app.state.authenticate = authenticate or local_authenticator(settings.resolved_user())
+    app.state.auth_enabled = authenticate is not None
     errors.install(app)
-    for router in (projects.router, tracking.router, artifacts.router, audit.router):
+    for router in (projects.router, tracking.router, artifacts.router, audit.router, tokens.router):
         app.include_router(router)
     app.include_router(ui.router)  # the web UI, its /static files served by declared routes
 
