@@ -26,7 +26,7 @@ from loopml.server.access import (
 )
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
-from loopml.server.routes import artifacts, audit, projects, tokens, tracking, ui
+from loopml.server.routes import artifacts, audit, projects, tokens, tracking, ui, uploads
 from loopml.server.scopes import ProjectIndex
 from loopml.stack import Stack
 
@@ -78,7 +78,10 @@ def create_app(stack: Stack, *, authenticate: Authenticator | None = None) -> Fa
     app.state.authenticate = authenticate or local_authenticator(settings.resolved_user())
     app.state.auth_enabled = authenticate is not None
     errors.install(app)
-    for router in (projects.router, tracking.router, artifacts.router, audit.router, tokens.router):
+    for router in (
+        projects.router, tracking.router, artifacts.router, uploads.router, audit.router,
+        tokens.router,
+    ):  # fmt: skip
         app.include_router(router)
     app.include_router(ui.router)  # the web UI, its /static files served by declared routes
 

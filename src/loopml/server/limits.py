@@ -24,7 +24,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        limit = self.max_artifact_bytes if path.startswith("/api/v1/artifacts") else self.max_bytes
+        large = path.startswith(("/api/v1/artifacts/", "/api/v1/artifact-uploads/"))
+        limit = self.max_artifact_bytes if large else self.max_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await _reject(send, limit)

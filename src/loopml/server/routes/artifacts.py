@@ -33,7 +33,7 @@ def _stack(request: Request) -> Stack:
     return stack
 
 
-def _scoped(request: Request, path: str, action: str) -> str:
+def scoped_path(request: Request, path: str, action: str) -> str:
     """Clean the path, and check ``action`` on the project of its experiment."""
     rel = clean_relpath(path, allow_empty=True)
     head = rel.split("/", 1)[0]
@@ -51,7 +51,7 @@ async def upload(
     content_sha256: Annotated[str | None, Header(alias="X-Content-SHA256", max_length=64)] = None,
 ) -> ArtifactInfo:
     """Stream the body to a temp file, check it against ``X-Content-SHA256``, then publish."""
-    rel = _scoped(request, path, "artifact.write")
+    rel = scoped_path(request, path, "artifact.write")
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(prefix="loopml-upload-")
     try:
@@ -83,7 +83,7 @@ def download(
     range_header: Annotated[str | None, Header(alias="Range", max_length=100)] = None,
 ) -> StreamingResponse:
     """Stream a file; ``Range: bytes=N-`` resumes an interrupted download at byte N."""
-    rel = _scoped(request, path, "artifact.read")
+    rel = scoped_path(request, path, "artifact.read")
     store = _stack(request).artifacts
     chunks = store.open_read(rel)  # raises NotFound / InvalidArgument before streaming
     offset = _range_start(range_header)
@@ -122,16 +122,16 @@ def list_artifacts(
     prefix: Annotated[str, Query(min_length=1, max_length=1024)],
     recursive: bool = False,
 ) -> list[ArtifactInfo]:
-    rel = _scoped(request, prefix, "artifact.read")
+    rel = scoped_path(request, prefix, "artifact.read")
     return _stack(request).artifacts.list(rel, recursive=recursive)
 
 
 @router.get("/artifact-exists", **protected("artifact.read"))
 def exists(request: Request, path: Annotated[str, Query(min_length=1, max_length=1024)]) -> bool:
-    return _stack(request).artifacts.exists(_scoped(request, path, "artifact.read"))
+    return _stack(request).artifacts.exists(scoped_path(request, path, "artifact.read"))
 
 
 @router.delete("/artifacts/{path:path}", **protected("artifact.write"))
 def delete(request: Request, path: str) -> dict[str, bool]:
-    _stack(request).artifacts.delete(_scoped(request, path, "artifact.write"))
+    _stack(request).artifacts.delete(scoped_path(request, path, "artifact.write"))
     return {"ok": True}
