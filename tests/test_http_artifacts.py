@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -122,3 +123,41 @@ def test_client_refuses_evil_paths_before_sending(store):
     for evil in ("../x", "/abs", "a/../../b"):
         with pytest.raises(InvalidArgument):
             store.put_bytes(b"x", evil)
+
+
+class _CutOnce(httpx.BaseTransport):
+    """The first download breaks off after ``cut`` bytes, as a dropped connection would."""
+
+    def __init__(self, inner: httpx.BaseTransport, cut: int) -> None:
+        self.inner, self.cut, self.ranges = inner, cut, []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method != "GET" or "/api/v1/artifacts/" not in request.url.path:
+            return response
+        self.ranges.append(request.headers.get("Range"))
+        if len(self.ranges) > 1:
+            return response
+        body = response.read()
+        cut = self.cut
+
+        class Broken(httpx.SyncByteStream):
+            def __iter__(self):
+                yield body[:cut]
+                raise httpx.ReadError("connection reset by peer")
+
+        return httpx.Response(response.status_code, headers=response.headers, stream=Broken())
+
+
+def test_interrupted_download_resumes_where_it_broke_off(server, tmp_path):
+    stack, client, base = server
+    data = os.urandom(300_000)
+    stack.artifacts.put_bytes(data, f"{base}/big.bin")
+    cutter = _CutOnce(client._transport, cut=100_000)
+    http = httpx.Client(transport=cutter, base_url="http://testserver")
+    transport = HttpTransport("http://testserver", client=http)
+    store = HttpArtifactStore(transport)
+    out = store.get_file(f"{base}/big.bin", tmp_path / "big.bin",
+                         expected_sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
+    assert out.read_bytes() == data
+    assert cutter.ranges == [None, "bytes=100000-"]
