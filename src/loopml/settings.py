@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Where `loopml server` binds")
     port: int = Field(default=5100, ge=0, le=65535)
     auth: bool = Field(default=False, description="Require credentials (forced off-loopback)")
+    background_jobs: bool = Field(default=False, description="Run periodic jobs (`loopml up`)")
     max_request_bytes: int = Field(default=64 * 2**20, ge=1024)
     max_artifact_bytes: int = Field(default=8 * 2**30, ge=1024)
 

@@ -33,6 +33,9 @@ def up(
         console.print("loading the demo project (fraud detection, about 15 s) …")
         summary = load_demo(get_client())
         console.print(describe(get_client(), summary))
+    import os
+
     from loopml.cli.server import serve
 
+    os.environ["LOOPML_BACKGROUND_JOBS"] = "1"  # the slot for monitors and pipelines
     serve(host=host, port=port, workers=1, auth=auth)

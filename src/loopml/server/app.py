@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -24,6 +26,7 @@ from loopml.server.access import (
     local_authenticator,
     public,
 )
+from loopml.server.jobs import JobRunner
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
 from loopml.server.routes import artifacts, audit, projects, tokens, tracking, ui, uploads
@@ -62,10 +65,24 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(stack: Stack, *, authenticate: Authenticator | None = None) -> FastAPI:
+def create_app(
+    stack: Stack, *, authenticate: Authenticator | None = None, jobs: JobRunner | None = None
+) -> FastAPI:
     """The ASGI app over ``stack``. Without ``authenticate`` every caller is the local user."""
     settings = stack.settings
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if jobs is not None:
+            jobs.start()
+        try:
+            yield
+        finally:
+            if jobs is not None:
+                jobs.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="loopml",
         version=__version__,
         openapi_url="/api/v1/openapi.json",

@@ -8,6 +8,8 @@ from fastapi import FastAPI
 
 from loopml.errors import InvalidArgument
 from loopml.server.app import create_app
+from loopml.server.jobs import JobRunner
+from loopml.server.routes.uploads import prune_stale_uploads
 from loopml.settings import Settings
 from loopml.stack import Stack
 
@@ -42,4 +44,14 @@ def app_from_settings(settings: Settings | None = None) -> FastAPI:
         from loopml.server.identity import token_authenticator
 
         authenticate = token_authenticator(stack)
-    return create_app(stack, authenticate=authenticate)
+    return create_app(stack, authenticate=authenticate, jobs=background_jobs(stack))
+
+
+def background_jobs(stack: Stack) -> JobRunner | None:
+    """The periodic work `loopml up` runs beside the server; later stages add their monitors."""
+    if not stack.settings.background_jobs:
+        return None
+    runner = JobRunner()
+    uploads = stack.settings.home / "uploads"
+    runner.add("prune stale uploads", 3600, lambda: prune_stale_uploads(uploads))
+    return runner

@@ -77,7 +77,8 @@ def _parts(folder: Path) -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
-def _prune_stale(root: Path) -> None:
+def prune_stale_uploads(root: Path) -> None:
+    """Forget uploads nobody completed within a day."""
     now = time.time()
     for folder in root.glob("*"):
         if folder.is_dir() and now - folder.stat().st_mtime > STALE_SECONDS:
@@ -89,7 +90,7 @@ def start(request: Request, body: UploadStart) -> UploadState:
     rel = scoped_path(request, body.path, "artifact.write")
     root = _root(request)
     root.mkdir(parents=True, exist_ok=True)
-    _prune_stale(root)
+    prune_stale_uploads(root)
     upload_id = secrets.token_hex(16)
     folder = root / upload_id
     folder.mkdir(mode=0o700)
