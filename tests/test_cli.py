@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import loopml
-from loopml.cli.context import get_client
+from loopml.cli.context import reset_client
 from loopml.cli.main import app
 
 
@@ -21,9 +21,9 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOPML_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("LOOPML_URI", raising=False)
     monkeypatch.delenv("LOOPML_ARTIFACTS", raising=False)
-    get_client.cache_clear()
+    reset_client()
     yield tmp_path / "home"
-    get_client.cache_clear()
+    reset_client()
 
 
 @pytest.fixture

@@ -16,6 +16,13 @@ def get_client() -> Client:
     return Client()
 
 
+def reset_client() -> None:
+    """Close the cached client (its connections) and forget it; the next command builds anew."""
+    if get_client.cache_info().currsize:
+        get_client().close()
+    get_client.cache_clear()
+
+
 def resolve_run_id(ref: str) -> str:
     """A full run id, or a unique prefix of one (at least 4 hex characters, as tables show)."""
     import re
