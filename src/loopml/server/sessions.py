@@ -5,13 +5,14 @@ an ``HttpOnly; SameSite=Lax; Path=/`` cookie (``Secure`` over https). The store 
 SHA-256 of the id, in memory, bounded in size (least recently used sessions go first), with an
 idle timeout (12 h) and an absolute lifetime (7 days). Each session carries its own CSRF token.
 The token authenticator (``server/identity.py``) accepts a valid session cookie as well as a
-bearer token.
+bearer token. Sessions live in the process that made them: behind several uvicorn workers a
+login holds only in its worker (a shared store is future work; tokens are unaffected).
 
 **CSRF** (:class:`CsrfGuard`, ASGI middleware, the only place this is decided). For POST, PUT,
 PATCH and DELETE:
 
-* requests with an ``Authorization`` header are API-token calls: a browser cannot attach one
-  cross-site, so they pass untouched;
+* requests with an ``Authorization: Bearer`` header are API-token calls: a browser cannot
+  attach one cross-site (no CORS here), so they pass untouched;
 * a foreign ``Origin`` (or, without one, ``Referer``) is refused (403), whoever calls;
 * a request carrying a valid session cookie (cookie-authenticated) must also name our own
   origin, and carry the session's token: the ``X-CSRF-Token`` header, or for the UI's forms a
@@ -34,7 +35,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -198,7 +199,7 @@ def own_origin(scope: dict[str, Any], headers: dict[str, str]) -> str:
     return _normal_origin(str(scope.get("scheme", "http")), host)
 
 
-def is_secure(scope: dict[str, Any]) -> bool:
+def is_secure(scope: Mapping[str, Any]) -> bool:
     return scope.get("scheme") == "https"
 
 
@@ -264,8 +265,8 @@ class CsrfGuard:
         await self.app(scope, receive, send)
 
     async def _check(self, scope: dict[str, Any], headers: dict[str, str], receive: Any) -> Any:
-        if "authorization" in headers:  # an API token: nothing a browser sends by itself
-            return receive
+        if headers.get("authorization", "").lower().startswith("bearer "):
+            return receive  # an API token: nothing a browser attaches by itself
         path: str = scope.get("path", "")
         claimed = headers.get("origin")
         if claimed is None and "referer" in headers:
@@ -278,9 +279,10 @@ class CsrfGuard:
         api = _is_api(path)
         if api and _media_type(headers) in SIMPLE_CONTENT_TYPES:
             raise Refused(
-                415, "unsupported_media_type",
+                415,
+                "unsupported_media_type",
                 "the API takes JSON (or raw bytes for artifacts), not form or text bodies",
-            )  # fmt: skip
+            )
         if api and session is None:
             return receive  # no ambient credential: the authenticator decides
         if claimed is None:
@@ -313,9 +315,11 @@ class CsrfGuard:
                     (b"location", location.encode("latin-1")),
                     (b"content-length", b"0"),
                     (b"cache-control", b"no-store"),
-                    (b"set-cookie", clear_cookie_header(SESSION_COOKIE,
-                                                        secure=is_secure(scope)).encode()),
-                ]  # fmt: skip
+                    (
+                        b"set-cookie",
+                        clear_cookie_header(SESSION_COOKIE, secure=is_secure(scope)).encode(),
+                    ),
+                ]
                 await send({"type": "http.response.start", "status": 303, "headers": headers})
                 return
             if state["redirected"]:

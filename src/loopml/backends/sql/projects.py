@@ -30,7 +30,7 @@ def resolve_project_id(conn: Connection, name_or_id: str | None) -> int:
     """The id of a project given by name or id; ``None`` means the default project."""
     ref = DEFAULT_PROJECT if name_or_id is None else str(name_or_id)
     cond = projects.c.name == ref
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit() and int(ref) < 2**63:  # beyond BIGINT: no project
         cond = sa.or_(cond, projects.c.project_id == int(ref))
     pid = conn.execute(sa.select(projects.c.project_id).where(cond)).scalar()
     if pid is None:

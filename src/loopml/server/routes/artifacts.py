@@ -37,7 +37,7 @@ def scoped_path(request: Request, path: str, action: str) -> str:
     """Clean the path, and check ``action`` on the project of its experiment."""
     rel = clean_relpath(path, allow_empty=True)
     head = rel.split("/", 1)[0]
-    if not head.isdigit():
+    if not (head.isascii() and head.isdigit()):
         raise InvalidArgument("artifact paths start with an experiment id: <experiment>/<run>/…")
     index: ProjectIndex = request.app.state.projects_index
     caller_of(request).require(action, index.of_experiment(head))

@@ -14,7 +14,6 @@ from functools import cache
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 from loopml.artifacts.paths import clean_relpath
 from loopml.errors import InvalidArgument, NotFound, PermissionDenied
 from loopml.governance.audit import AuditEvent
-from loopml.projects.entities import Project
 from loopml.server.access import Caller, authenticated, caller_of, protected, public
 from loopml.server.routes.audit import _visible as audit_visible
 from loopml.server.scopes import ProjectIndex, experiment_scope, project_scope, run_scope
@@ -40,9 +38,8 @@ from loopml.server.sessions import (
 )
 from loopml.stack import Stack
 from loopml.tracking.artifacts import RunArtifacts
-from loopml.tracking.entities import Experiment, Run, ViewType
-from loopml.ui import TEMPLATES_DIR, plotly_url, static_files, views
-from loopml.ui.formatting import FILTERS
+from loopml.tracking.entities import Run, ViewType
+from loopml.ui import pages, render, static_files, views
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZES = (25, 50, 100)
@@ -53,22 +50,6 @@ Short = Annotated[str, Query(max_length=300)]
 
 
 # rendering -----------------------------------------------------------------------------------
-@cache
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        autoescape=True,  # every template, whatever its name
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(FILTERS)
-    env.globals["static"] = lambda name: static_files()[name].url
-    env.globals["plotly_url"] = plotly_url
-    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False}
-    return env
-
-
 def _stack(request: Request) -> Stack:
     stack: Stack = request.app.state.stack
     return stack
@@ -94,16 +75,13 @@ def _page(
 ) -> HTMLResponse:
     session = session_of_request(request)
     csrf, new_cookie = _csrf_token(request, session)
-    html = (
-        _env()
-        .get_template(template)
-        .render(
-            user=caller.name if caller else None,
-            can_audit=bool(caller and caller.may("audit.read", None)),
-            session=session is not None,
-            csrf_token=csrf,
-            **context,
-        )
+    html = render(
+        template,
+        user=caller.name if caller else None,
+        can_audit=bool(caller and caller.may("audit.read", None)),
+        session=session is not None,
+        csrf_token=csrf,
+        **context,
     )
     response = HTMLResponse(html, status_code=status)
     response.headers["cache-control"] = "no-store"
@@ -120,7 +98,11 @@ def _csrf_token(request: Request, session: Session | None) -> tuple[str, bool]:
     if session is not None:
         return session.csrf_token, False
     existing = request.cookies.get(CSRF_COOKIE)
-    if existing and 20 <= len(existing) <= 100 and existing.replace("-", "").replace("_", "").isalnum():
+    if (
+        existing
+        and 20 <= len(existing) <= 100
+        and existing.replace("-", "").replace("_", "").isalnum()
+    ):
         return existing, False
     return new_csrf_token(), True
 
@@ -139,8 +121,15 @@ def _redirect(location: str) -> RedirectResponse:
 def login_form(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
     if not _login_enabled(request):
         return _redirect("/")
-    return _page(request, "login.html", caller=None, title="Log in",
-                 next=views.safe_next(next), error=None, username="")  # fmt: skip
+    return _page(
+        request,
+        "login.html",
+        caller=None,
+        title="Log in",
+        next=views.safe_next(next),
+        error=None,
+        username="",
+    )
 
 
 @router.post("/login", **public())
@@ -152,12 +141,21 @@ async def login(request: Request) -> Response:
     username, password = form.get("username", "")[:256], form.get("password", "")
     target = views.safe_next(form.get("next"))
     identity, store = _stack(request).identity, sessions_of(request.app.state)
-    assert identity is not None and store is not None  # _login_enabled
+    if identity is None or store is None:  # not reached: _login_enabled checked both
+        return _redirect("/")
     try:
         user = await run_in_threadpool(identity.authenticate_password, username, password)
     except (PermissionDenied, InvalidArgument, NotFound):
-        return _page(request, "login.html", caller=None, status=401, title="Log in",
-                     next=target, error="Invalid username or password.", username=username)  # fmt: skip
+        return _page(
+            request,
+            "login.html",
+            caller=None,
+            status=401,
+            title="Log in",
+            next=target,
+            error="Invalid username or password.",
+            username=username,
+        )
     store.drop(request.cookies.get(SESSION_COOKIE))  # a fresh id at every login (no fixation)
     session_id, _ = store.create(user.user_id, user.username)
     response = _redirect(target)
@@ -183,12 +181,21 @@ def logout(request: Request) -> Response:
 @router.get("/", **authenticated())
 def projects_page(request: Request) -> HTMLResponse:
     caller, stack = caller_of(request), _stack(request)
-    projects = [p for p in stack.projects.list_projects() if caller.may("project.read", p.project_id)]
+    projects = [
+        p for p in stack.projects.list_projects() if caller.may("project.read", p.project_id)
+    ]
     counts: dict[str, int] = {}
     for exp in stack.tracking.list_experiments():
         counts[exp.project_id] = counts.get(exp.project_id, 0) + 1
-    return _page(request, "projects.html", caller=caller, title="Projects", nav="projects",
-                 projects=projects, counts=counts)  # fmt: skip
+    return _page(
+        request,
+        "projects.html",
+        caller=caller,
+        title="Projects",
+        nav="projects",
+        projects=projects,
+        counts=counts,
+    )
 
 
 @router.get("/projects/{project}", **protected("project.read", project_scope))
@@ -198,30 +205,19 @@ def project_page(request: Request, project: str) -> HTMLResponse:
     experiments = []
     if caller.may("experiment.read", proj.project_id):
         experiments = stack.tracking.list_experiments(project=proj.project_id)
-    best = _kpi_best(stack, caller, proj, experiments)
-    return _page(request, "project.html", caller=caller, title=proj.name, nav="projects",
-                 project=proj, experiments=experiments, best=best)  # fmt: skip
-
-
-def _kpi_best(
-    stack: Stack, caller: Caller, project: Project, experiments: list[Experiment]
-) -> dict[str, tuple[float, Run]]:
-    """The best value each KPI's metric reached in the project's runs (one indexed query each)."""
-    if not experiments or not caller.may("run.read", project.project_id):
-        return {}
-    ids = [e.experiment_id for e in experiments]
-    best: dict[str, tuple[float, Run]] = {}
-    for kpi in project.kpis:
-        item = views.sort_item("metric", kpi.metric)
-        if item is None:
-            continue
-        order = "DESC" if kpi.direction.value == "maximize" else "ASC"
-        page = stack.tracking.search_runs(
-            ids, filter_string=f"{item} IS NOT NULL", order_by=[f"{item} {order}"], max_results=1
-        )
-        if page.items and kpi.metric in page.items[0].metrics:
-            best[kpi.name] = (page.items[0].metrics[kpi.metric], page.items[0])
-    return best
+    best = {}
+    if caller.may("run.read", proj.project_id):
+        best = pages.kpi_best(stack.tracking, proj, experiments)
+    return _page(
+        request,
+        "project.html",
+        caller=caller,
+        title=proj.name,
+        nav="projects",
+        project=proj,
+        experiments=experiments,
+        best=best,
+    )
 
 
 # runs table ----------------------------------------------------------------------------------
@@ -249,9 +245,13 @@ def experiment_page(
     next_token, error = None, None
     try:
         result = stack.tracking.search_runs(
-            [experiment_id], filter_string=filter or None, order_by=[order_by] if order_by else None,
-            max_results=size, page_token=page_token or None, view=view_type,
-        )  # fmt: skip
+            [experiment_id],
+            filter_string=filter or None,
+            order_by=[order_by] if order_by else None,
+            max_results=size,
+            page_token=page_token or None,
+            view=view_type,
+        )
         runs, next_token = result.items, result.next_page_token
     except InvalidArgument as e:
         error = e.message
@@ -261,8 +261,11 @@ def experiment_page(
         runs, preferred_metrics=kpi_metrics, pinned=views.pinned_column(current)
     )
     base = f"/experiments/{quote(experiment_id)}"
-    keep = {"filter": filter, "size": size if size != 50 else None,
-            "view": view_type.value if view_type is not ViewType.ACTIVE_ONLY else None}  # fmt: skip
+    keep = {
+        "filter": filter,
+        "size": size if size != 50 else None,
+        "view": view_type.value if view_type is not ViewType.ACTIVE_ONLY else None,
+    }
 
     def header(label: str, entity: str, key: str, cls: str = "") -> dict[str, Any]:
         link = views.sort_link(entity, key, current)
@@ -283,12 +286,27 @@ def experiment_page(
         next_url = _url(base, **keep, order_by=order_by, page_token=next_token, page=page + 1)
     first_url = _url(base, **keep, order_by=order_by) if page_token else None
     return _page(
-        request, "experiment.html", caller=caller, title=experiment.name, nav="projects",
-        status=400 if error else 200, experiment=experiment, project=project, runs=runs,
-        columns=columns, headers=headers, filter=filter, order_by=order_by, size=size,
-        sizes=PAGE_SIZES, view=view_type.value, error=error, page=page, next_url=next_url,
+        request,
+        "experiment.html",
+        caller=caller,
+        title=experiment.name,
+        nav="projects",
+        status=400 if error else 200,
+        experiment=experiment,
+        project=project,
+        runs=runs,
+        columns=columns,
+        headers=headers,
+        filter=filter,
+        order_by=order_by,
+        size=size,
+        sizes=PAGE_SIZES,
+        view=view_type.value,
+        error=error,
+        page=page,
+        next_url=next_url,
         first_url=first_url,
-    )  # fmt: skip
+    )
 
 
 # one run -------------------------------------------------------------------------------------
@@ -304,55 +322,31 @@ def run_page(
     experiment = stack.tracking.get_experiment(run.experiment_id)
     project = stack.projects.get_project(experiment.project_id)
     kpi_metrics = [k.metric for k in project.kpis]
-    charts = []
-    for i, key in enumerate(views.chart_keys(run.metrics, kpi_metrics)):
-        history = stack.tracking.get_metric_history(run_id, key)
-        charts.append({"id": f"c{i}", "title": key,
-                       "traces": [{"name": run.run_name, **views.series(history)}]})  # fmt: skip
+    charts = pages.curves(
+        stack.tracking, [run], kpi_metrics, limit=views.MAX_CHARTS, label=lambda r: r.run_name
+    )
     children = stack.tracking.search_runs(
-        [run.experiment_id], filter_string=f"attributes.parent_run_id = '{run.run_id}'",
+        [run.experiment_id],
+        filter_string=f"attributes.parent_run_id = '{run.run_id}'",
         max_results=50,
-    ).items  # fmt: skip
+    ).items
     browser = None
     if caller.may("artifact.read", project.project_id):
-        browser = _artifact_browser(stack, run, path, artifact)
+        browser = pages.artifact_browser(stack.tracking, stack.artifacts, run, path, artifact)
     return _page(
-        request, "run.html", caller=caller, title=run.run_name, nav="projects", run=run,
-        experiment=experiment, project=project, charts={"charts": charts}, children=children,
-        browser=browser, kpi_metrics=set(kpi_metrics),
-    )  # fmt: skip
-
-
-def _artifact_browser(stack: Stack, run: Run, path: str, artifact: str) -> dict[str, Any]:
-    """The folder ``path`` of the run's artifacts, and a preview of the file ``artifact``."""
-    artifacts = RunArtifacts(stack.tracking, stack.artifacts)
-    folder = clean_relpath(path, allow_empty=True) if path else ""
-    entries = artifacts.list(run, folder)
-    preview, selected = None, None
-    if artifact:
-        selected = clean_relpath(artifact)
-        kind = views.preview_kind(selected)
-        if kind == "image":
-            preview = views.Preview("image")
-        elif kind in ("text", "json"):
-            head, truncated = _head(stack, f"{run.artifact_path}/{selected}", views.PREVIEW_BYTES)
-            preview = views.text_preview(kind, head, truncated)
-        else:
-            preview = views.Preview("binary")
-    return {"folder": folder, "crumbs": views.breadcrumbs(folder), "entries": entries,
-            "selected": selected, "preview": preview}  # fmt: skip
-
-
-def _head(stack: Stack, rel: str, limit: int) -> tuple[bytes, bool]:
-    """The first ``limit`` bytes of an artifact, and whether there is more."""
-    chunks, size = [], 0
-    for chunk in stack.artifacts.open_read(rel):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    data = b"".join(chunks)
-    return data[:limit], len(data) > limit
+        request,
+        "run.html",
+        caller=caller,
+        title=run.run_name,
+        nav="projects",
+        run=run,
+        experiment=experiment,
+        project=project,
+        charts={"charts": charts},
+        children=children,
+        browser=browser,
+        kpi_metrics=set(kpi_metrics),
+    )
 
 
 @router.get("/runs/{run_id}/artifact", **protected("artifact.read", run_scope))
@@ -384,8 +378,9 @@ def run_artifact(
         data = RunArtifacts(stack.tracking, stack.artifacts).read_bytes(run, rel)
         return Response(data, media_type=media or "application/octet-stream", headers=headers)
     chunks: Iterator[bytes] = stack.artifacts.open_read(f"{run.artifact_path}/{rel}")
-    return StreamingResponse(chunks, media_type=media or "application/octet-stream",
-                             headers=headers)  # fmt: skip
+    return StreamingResponse(
+        chunks, media_type=media or "application/octet-stream", headers=headers
+    )
 
 
 # compare -------------------------------------------------------------------------------------
@@ -400,23 +395,29 @@ def compare_page(
     chosen = [stack.tracking.get_run(run_id) for run_id in ids]
     params = views.diff_rows(chosen, lambda r: r.params)
     metrics = views.diff_rows(chosen, lambda r: r.metrics)
-    tags = views.diff_rows(chosen, lambda r: {k: v for k, v in r.tags.items()})
-    keys = views.chart_keys({k for r in chosen for k in r.metrics}, limit=8)
-    charts = []
-    for i, key in enumerate(keys):
-        traces = [
-            {"name": f"{r.run_name} ({r.run_id[:8]})",
-             **views.series(stack.tracking.get_metric_history(r.run_id, key), 1000)}
-            for r in chosen
-            if key in r.metrics
-        ]  # fmt: skip
-        charts.append({"id": f"c{i}", "title": key, "traces": traces})
+    tags = views.diff_rows(chosen, lambda r: r.tags)
+    charts = pages.curves(
+        stack.tracking,
+        chosen,
+        (),
+        limit=8,
+        points=1000,
+        label=lambda r: f"{r.run_name} ({r.run_id[:8]})",
+    )
     experiments = {r.experiment_id: stack.tracking.get_experiment(r.experiment_id) for r in chosen}
     return _page(
-        request, "compare.html", caller=caller, title="Compare runs", nav="projects", runs=chosen,
-        params=params, metrics=metrics, tags=tags, charts={"charts": charts},
+        request,
+        "compare.html",
+        caller=caller,
+        title="Compare runs",
+        nav="projects",
+        runs=chosen,
+        params=params,
+        metrics=metrics,
+        tags=tags,
+        charts={"charts": charts, "legend": True},
         experiments=experiments,
-    )  # fmt: skip
+    )
 
 
 # audit ---------------------------------------------------------------------------------------
@@ -437,9 +438,12 @@ def audit_page(
     """The newest events first, a page at a time (``until``/``before`` walk back in time)."""
     caller, stack, index = caller_of(request), _stack(request), _index(request)
     fetched = stack.audit.list_events(
-        object_type=object_type or None, object_id=object_id or None, actor=actor or None,
-        until=until, limit=AUDIT_PAGE + 50,
-    )  # fmt: skip
+        object_type=object_type or None,
+        object_id=object_id or None,
+        actor=actor or None,
+        until=until,
+        limit=AUDIT_PAGE + 50,
+    )
     if before is not None:
         fetched = [e for e in fetched if e.seq < before]
     page = list(reversed(fetched))[:AUDIT_PAGE]
@@ -452,19 +456,30 @@ def audit_page(
     older_url = _url("/audit", **keep, until=oldest.ts, before=oldest.seq) if oldest else None
     report = stack.audit.verify() if verify else None
     return _page(
-        request, "audit.html", caller=caller, title="Audit log", nav="audit",
-        events=[_event_view(e) for e in page], filters=keep, types=AUDIT_TYPES,
-        older_url=older_url, newest_url=_url("/audit", **keep) if until or before else None,
-        report=report, verify_url=_url("/audit", **keep, verify="true"),
-    )  # fmt: skip
+        request,
+        "audit.html",
+        caller=caller,
+        title="Audit log",
+        nav="audit",
+        events=[_event_view(e) for e in page],
+        filters=keep,
+        types=AUDIT_TYPES,
+        older_url=older_url,
+        newest_url=_url("/audit", **keep) if until or before else None,
+        report=report,
+        verify_url=_url("/audit", **keep, verify="true"),
+    )
 
 
 def _event_view(event: AuditEvent) -> dict[str, Any]:
     href = {"run": "/runs/", "experiment": "/experiments/", "project": "/projects/"}.get(
         event.object_type
     )
-    return {"event": event, "href": f"{href}{quote(event.object_id, safe='')}" if href else None,
-            "change": views.compact_json(event.change)}  # fmt: skip
+    return {
+        "event": event,
+        "href": f"{href}{quote(event.object_id, safe='')}" if href else None,
+        "change": views.compact_json(event.change),
+    }
 
 
 # static files --------------------------------------------------------------------------------
