@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -584,3 +586,22 @@ def test_doctests(module):
     import importlib
 
     assert doctest.testmod(importlib.import_module(module)).failed == 0
+
+
+def test_a_login_holds_in_every_worker_and_a_logout_ends_it_everywhere(world):
+    """Two apps over one database stand for two uvicorn workers."""
+    app, stack, _ids = world
+    other_worker = create_app(stack, authenticate=token_authenticator(stack))
+    with (
+        TestClient(app, base_url=ORIGIN) as first,
+        TestClient(other_worker, base_url=ORIGIN) as second,
+    ):
+        csrf = login(first, "ada")
+        second.cookies.set("loopml_session", first.cookies.get("loopml_session"))
+        assert second.get("/api/v1/whoami").json()["name"] == "ada"
+        key = hashlib.sha256(first.cookies["loopml_session"].encode()).hexdigest()
+        row = stack.sessions.load(key)  # the database holds the hash, never the id
+        assert row is not None and row.username == "ada"
+        first.post("/logout", data={"csrf_token": csrf}, headers={"Origin": ORIGIN})
+        time.sleep(2.1)  # a worker trusts its cached session for at most RECHECK_SECONDS
+        assert second.get("/api/v1/whoami").status_code == 401

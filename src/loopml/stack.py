@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from loopml.artifacts.store import ArtifactStore
     from loopml.governance.audit import AuditStore
     from loopml.governance.identity import IdentityStore
+    from loopml.governance.sessions import SessionBackend
     from loopml.projects.store import ProjectStore
     from loopml.settings import Settings
     from loopml.tracking.store import TrackingStore
@@ -26,6 +27,7 @@ class Stack:
     artifacts: ArtifactStore
     close: Callable[[], None] = lambda: None  # releases connections (set by from_settings)
     identity: IdentityStore | None = None  # users and tokens: only where the database is
+    sessions: SessionBackend | None = None  # browser sessions shared by server workers
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stack:
@@ -38,6 +40,7 @@ class Stack:
         from loopml.backends.sql.identity import SqlIdentityStore
         from loopml.backends.sql.migrate import ensure_schema
         from loopml.backends.sql.projects import SqlProjectStore
+        from loopml.backends.sql.sessions import SqlSessionBackend
         from loopml.backends.sql.tracking import SqlTrackingStore
 
         engine = make_engine(uri)
@@ -54,6 +57,7 @@ class Stack:
             artifacts=artifacts,
             close=db.dispose,
             identity=SqlIdentityStore(db),
+            sessions=SqlSessionBackend(db),
         )
 
     @classmethod

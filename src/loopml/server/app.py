@@ -124,7 +124,7 @@ def create_app(
         return {"name": caller.name, "is_admin": caller.is_admin}
 
     # Outermost last: headers on everything, then the body limit, then metrics, then CSRF.
-    sessions.install(app, login_enabled=authenticate is not None)
+    sessions.install(app, login_enabled=authenticate is not None, backend=stack.sessions)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_request_bytes,

@@ -5,8 +5,8 @@ an ``HttpOnly; SameSite=Lax; Path=/`` cookie (``Secure`` over https). The store 
 SHA-256 of the id, in memory, bounded in size (least recently used sessions go first), with an
 idle timeout (12 h) and an absolute lifetime (7 days). Each session carries its own CSRF token.
 The token authenticator (``server/identity.py``) accepts a valid session cookie as well as a
-bearer token. Sessions live in the process that made them: behind several uvicorn workers a
-login holds only in its worker (a shared store is future work; tokens are unaffected).
+bearer token. With a database behind the server, sessions are also kept there (by the hash of
+their id), so a login holds in every uvicorn worker and across restarts.
 
 **CSRF** (:class:`CsrfGuard`, ASGI middleware, the only place this is decided). For POST, PUT,
 PATCH and DELETE:
@@ -36,11 +36,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from loopml.governance.sessions import Session, SessionBackend
 from loopml.server.errors import error_body
 
 SESSION_COOKIE = "loopml_session"
@@ -55,19 +55,12 @@ SIMPLE_CONTENT_TYPES = frozenset(
 )
 MAX_FORM_BYTES = 64 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(slots=True)
-class Session:
-    user_id: str
-    username: str
-    csrf_token: str
-    created: float
-    last_seen: float
+RECHECK_SECONDS = 2.0  # how stale a worker's cached session may be (a logout elsewhere)
 
 
 class SessionStore:
-    """Server-side sessions in memory: bounded, with idle and absolute expiry.
+    """Server-side sessions: bounded in memory, with idle and absolute expiry, and (with a
+    ``backend``) kept in the database too, so a login holds in every worker.
 
     >>> store = SessionStore(max_sessions=2)
     >>> sid, session = store.create("u1", "ada")
@@ -84,7 +77,8 @@ class SessionStore:
         absolute_seconds: float = 7 * 24 * 3600,
         max_sessions: int = 10_000,
         login_enabled: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        backend: SessionBackend | None = None,
     ) -> None:
         self.idle_seconds = idle_seconds
         self.absolute_seconds = absolute_seconds
@@ -93,6 +87,9 @@ class SessionStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, Session] = OrderedDict()  # sha256(id) -> session
+        self._backend = backend
+        self._persisted_seen: dict[str, float] = {}
+        self._checked: dict[str, float] = {}  # when the backend last confirmed a session
 
     @staticmethod
     def _key(session_id: str) -> str:
@@ -103,10 +100,15 @@ class SessionStore:
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
         session = Session(user_id, username, secrets.token_urlsafe(32), now, now)
+        key = self._key(session_id)
+        if self._backend is not None:
+            self._backend.prune(idle_before=now - self.idle_seconds,
+                                created_before=now - self.absolute_seconds)  # fmt: skip
+            self._backend.save(key, session)
         with self._lock:
-            self._sessions[self._key(session_id)] = session
+            self._sessions[key] = session
             while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+                self._evict_oldest()
         return session_id, session
 
     def get(self, session_id: str | None) -> Session | None:
@@ -117,23 +119,53 @@ class SessionStore:
         now = self._clock()
         with self._lock:
             session = self._sessions.get(key)
+        if self._backend is not None and (
+            session is None or now - self._checked.get(key, 0) > RECHECK_SECONDS
+        ):
+            # Made by another worker, or ended there (logout): the database decides.
+            stored = self._backend.load(key)
+            self._checked[key] = now
+            if stored is None:
+                self._forget(key, everywhere=False)
+                return None
             if session is None:
-                return None
-            expired = (
-                now - session.last_seen > self.idle_seconds
-                or now - session.created > self.absolute_seconds
-            )
-            if expired:
-                del self._sessions[key]
-                return None
-            session.last_seen = now
+                session = stored
+        if session is None:
+            return None
+        expired = (
+            now - session.last_seen > self.idle_seconds
+            or now - session.created > self.absolute_seconds
+        )
+        if expired:
+            self._forget(key, everywhere=True)
+            return None
+        session.last_seen = now
+        with self._lock:
+            self._sessions[key] = session
             self._sessions.move_to_end(key)
-            return session
+            while len(self._sessions) > self.max_sessions:
+                self._evict_oldest()
+        if self._backend is not None and now - self._persisted_seen.get(key, 0) > 60:
+            self._backend.touch(key, now)  # at most once a minute per session and process
+            self._persisted_seen[key] = now
+        return session
+
+    def _evict_oldest(self) -> None:  # caller holds the lock
+        key, _ = self._sessions.popitem(last=False)
+        self._checked.pop(key, None)
+        self._persisted_seen.pop(key, None)
 
     def drop(self, session_id: str | None) -> None:
         if session_id:
-            with self._lock:
-                self._sessions.pop(self._key(session_id), None)
+            self._forget(self._key(session_id), everywhere=True)
+
+    def _forget(self, key: str, *, everywhere: bool) -> None:
+        with self._lock:
+            self._sessions.pop(key, None)
+            self._persisted_seen.pop(key, None)
+            self._checked.pop(key, None)
+        if everywhere and self._backend is not None:
+            self._backend.delete(key)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -390,9 +422,11 @@ async def _refuse(send: Any, refused: Refused) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def install(app: Any, *, login_enabled: bool) -> SessionStore:
+def install(
+    app: Any, *, login_enabled: bool, backend: SessionBackend | None = None
+) -> SessionStore:
     """Give ``app`` a session store (``app.state.sessions``) and the CSRF guard."""
-    store = SessionStore(login_enabled=login_enabled)
+    store = SessionStore(login_enabled=login_enabled, backend=backend)
     app.state.sessions = store
     app.add_middleware(CsrfGuard, sessions=store)
     return store

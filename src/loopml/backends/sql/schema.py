@@ -252,3 +252,15 @@ idempotency_keys = Table(
     Column("key", String(128), primary_key=True),
     Column("created_time", BigInteger, nullable=False, index=True),
 )
+
+# Browser sessions of the web UI, by the SHA-256 of their id (shared by all server workers).
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("user_id", String(32), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_time", Double, nullable=False),
+    Column("last_seen_time", Double, nullable=False, index=True),
+)

@@ -75,9 +75,26 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_memberships_project_id"), ["project_id"], unique=False)
+    op.create_table(
+        "sessions",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("username", sa.String(length=64), nullable=False),
+        sa.Column("csrf_token", sa.String(length=64), nullable=False),
+        sa.Column("created_time", sa.Float(precision=53), nullable=False),
+        sa.Column("last_seen_time", sa.Float(precision=53), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_sessions")),
+    )
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_sessions_last_seen_time"), ["last_seen_time"], unique=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sessions_last_seen_time"))
+    op.drop_table("sessions")
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_memberships_project_id"))
 
