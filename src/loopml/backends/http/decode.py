@@ -32,7 +32,10 @@ def wire_number(value: float) -> float | str:
 
 
 def metric_json(m: Metric) -> dict[str, Any]:
-    return {"key": m.key, "value": wire_number(m.value), "timestamp": m.timestamp, "step": m.step}
+    value = m.value
+    # value - value is 0 for every finite float, NaN for NaN and ±inf: those travel as names.
+    wire = value if value - value == 0 else wire_number(value)
+    return {"key": m.key, "value": wire, "timestamp": m.timestamp, "step": m.step}
 
 
 def experiment(d: dict[str, Any]) -> Experiment:

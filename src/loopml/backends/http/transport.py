@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import orjson
 
 from loopml import errors
 
@@ -63,9 +64,17 @@ class HttpTransport:
         self._client.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send, retrying what is safe to retry; return the decoded JSON body."""
+        """Send, retrying what is safe to retry; return the decoded JSON body.
+
+        ``json=`` bodies are encoded with orjson (several times faster than the stdlib on the
+        large metric batches this client sends)."""
+        if "json" in kwargs:
+            body = kwargs.pop("json")
+            kwargs["content"] = orjson.dumps(body)
+            kwargs["headers"] = {**(kwargs.get("headers") or {}),
+                                 "Content-Type": "application/json"}  # fmt: skip
         response = self._send(method, path, **kwargs)
-        return response.json() if response.content else None
+        return orjson.loads(response.content) if response.content else None
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = kwargs.get("headers") or {}
