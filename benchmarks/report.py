@@ -27,6 +27,12 @@ TARGETS = {
     "d_ratio_at": (20_000, 100),
     "d_abs": {100_000: 50.0, 1_000_000: 500.0},  # runs → max median ms
     "e_ms": 300.0,
+    # (f)-(j): the servers over HTTP
+    "f_ratio": 100,  # times MLflow server's faster synchronous setup (default or --workers 1)
+    "g_ratio": 20,
+    "h_ratio_at": (20_000, 50),
+    "i_s": 2.0,  # cold start to a healthy /healthz, seconds
+    "j_mb": 300.0,  # idle server tree, summed VmRSS, MB (10^6 bytes)
 }
 
 
@@ -101,6 +107,11 @@ def target_rows(res: dict[str, Any]) -> list[Row]:
         ("c", _rows_c),
         ("d", _rows_d),
         ("e", _rows_e),
+        ("f", _rows_f),
+        ("g", _rows_g),
+        ("h", _rows_h),
+        ("i", _rows_i),
+        ("j", _rows_j),
     ):
         if bench in b:
             rows += build(b[bench])
@@ -234,6 +245,132 @@ def _rows_e(e: dict[str, Any]) -> list[Row]:
             _ratio(ml / lm),
             f"loopml < {limit:.0f} ms",
             lm < limit,
+        )
+    ]
+
+
+# (f)-(j): the servers ---------------------------------------------------------------------
+def _fastest(d: dict[str, Any], labels: Iterable[str]) -> tuple[str, dict[str, Any] | None]:
+    found = [(k, d[k]) for k in labels if _ok(d.get(k))]
+    return max(found, key=lambda kv: kv[1]["per_second"]) if found else ("", None)
+
+
+def _server_pair(name: str, d: dict[str, Any], threshold: float) -> list[Row]:
+    """loopml (default workers) against the faster of MLflow's default and ``--workers 1``."""
+    lm, ml, w1 = d.get("loopml"), d.get("mlflow"), d.get("mlflow_w1")
+    label, best = _fastest(d, ("mlflow", "mlflow_w1"))
+    ratio = lm["per_second"] / best["per_second"] if _ok(lm) and best else math.nan
+    which = "--workers 1" if label == "mlflow_w1" else "default workers"
+    return [
+        Row(
+            name,
+            _rate(lm, "/s"),
+            _rate(ml, "/s"),
+            _rate(w1, "/s"),
+            "—" if math.isnan(ratio) else f"{_ratio(ratio)} (vs {which})",
+            f"≥ {threshold}{X} MLflow server",
+            _judge(lm, lambda: ratio >= threshold, best is not None),
+        )
+    ]
+
+
+def _rows_f(f: dict[str, Any]) -> list[Row]:
+    rows = _server_pair(
+        "(f) single log_metric calls over HTTP, flush included, calls/s", f, TARGETS["f_ratio"]
+    )
+    lm, asy = f.get("loopml"), f.get("mlflow_async_buffered")
+    if _ok(lm) and _ok(asy):
+        assert lm is not None and asy is not None
+        rows.append(
+            Row(
+                "(f) vs MLflow async, buffered (MLflow default workers)",
+                _rate(lm, "/s"),
+                "—",
+                _rate(asy, "/s"),
+                _ratio(lm["per_second"] / asy["per_second"]),
+                "(no target)",
+                None,
+            )
+        )
+    return rows
+
+
+def _rows_g(g: dict[str, Any]) -> list[Row]:
+    return _server_pair("(g) log_batch of 1,000 over HTTP, values/s", g, TARGETS["g_ratio"])
+
+
+def _rows_h(h: dict[str, Any]) -> list[Row]:
+    lm, ml = _search_sizes(h, "loopml"), _search_sizes(h, "mlflow")
+    at, need = TARGETS["h_ratio_at"]
+    rows = []
+    for n in sorted(set(lm) | set(ml)):
+        a, b = lm.get(n), ml.get(n)
+        ratio = b["median_ms"] / a["median_ms"] if _ok(a) and _ok(b) else math.nan  # type: ignore[index]
+        rows.append(
+            Row(
+                f"(h) search over HTTP, {n:,} runs, median",
+                _med(a),
+                _med(b),
+                "—",
+                "—" if math.isnan(ratio) else _ratio(ratio),
+                f"≥ {need}{X} MLflow server" if n == at else "(no target)",
+                _judge(a, lambda ratio=ratio: ratio >= need, _ok(b)) if n == at else None,
+            )
+        )
+    return rows
+
+
+def _secs(x: float) -> str:
+    return f"{x:.2f} s"
+
+
+def _rows_i(i: dict[str, Any]) -> list[Row]:
+    lm, ml = i.get("loopml"), i.get("mlflow")
+    limit = TARGETS["i_s"]
+    rows = []
+    for key, what in (("new_store", "new store"), ("existing_store", "existing store")):
+        a = lm[key]["median_s"] if _ok(lm) else math.nan  # type: ignore[index]
+        b = ml[key]["median_s"] if _ok(ml) else math.nan  # type: ignore[index]
+        rows.append(
+            Row(
+                f"(i) cold start to healthy, {what}, median",
+                "error" if math.isnan(a) else _secs(a),
+                "error" if math.isnan(b) else _secs(b),
+                "—",
+                "—" if math.isnan(a) or math.isnan(b) else _ratio(b / a),
+                f"loopml < {limit:g} s",
+                _judge(lm, lambda a=a: a < limit),
+            )
+        )
+    return rows
+
+
+def _mb(mib: float) -> float:
+    return mib * 2**20 / 1e6
+
+
+def _tree_mem(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "—"
+    if "error" in r:
+        return "error"
+    procs = r["processes"]
+    return f"{_mb(r['rss_mib']):,.0f} MB ({procs} process{'' if procs == 1 else 'es'})"
+
+
+def _rows_j(j: dict[str, Any]) -> list[Row]:
+    lm, ml = j.get("loopml"), j.get("mlflow")
+    ratio = ml["rss_mib"] / lm["rss_mib"] if _ok(lm) and _ok(ml) else math.nan  # type: ignore[index]
+    limit = TARGETS["j_mb"]
+    return [
+        Row(
+            "(j) idle server, summed RSS of its process tree",
+            _tree_mem(lm),
+            _tree_mem(ml),
+            "—",
+            "—" if math.isnan(ratio) else _ratio(ratio),
+            f"loopml < {limit:.0f} MB",
+            _judge(lm, lambda: _mb(lm["rss_mib"]) < limit),  # type: ignore[index]
         )
     ]
 
@@ -401,6 +538,177 @@ def _detail_import(e: dict[str, Any]) -> list[str]:
     ]
 
 
+def _lat(r: dict[str, Any], key: str) -> str:
+    lat = r.get("latency", {}).get(key)
+    return f"{_ms(lat['median_ms'])} (p90 {_ms(lat['p90_ms'])})" if lat else "—"
+
+
+def _after(r: dict[str, Any]) -> str:
+    mem = r.get("server_memory_after")
+    return f"{_mb(mem['rss_mib']):,.0f} MB / {mem['processes']}" if mem else "—"
+
+
+def _detail_server_rate(title: str, d: dict[str, Any], extra: str) -> list[str]:
+    header = [
+        "variant",
+        "server workers",
+        "n",
+        "total time",
+        "rate",
+        "calls alone",
+        "all stored (after SIGKILL + restart)",
+        "GET health, keep-alive",
+        "one-value log_batch",
+        "start",
+        "server RSS after / processes",
+        "load",
+        "env",
+    ]
+    rows = []
+    for label, r in d.items():
+        if not _ok(r):
+            rows.append([label, "error", *[""] * (len(header) - 2)])
+            continue
+        env = ", ".join(f"`{k}={v}`" for k, v in r.get("env", {}).items())
+        load = "/".join(f"{x:.1f}" for x in r.get("load_1min", []))
+        stored = f"{r['written']:,} ({r['written_after_kill']:,})"
+        rows.append(
+            [
+                label,
+                str(r["workers"]),
+                f"{r['n']:,}",
+                f"{r['seconds']:.3f} s",
+                _num(r["per_second"], "/s"),
+                f"{r['calls_only_seconds']:.3f} s",
+                ("yes, " if r.get("complete") else "**NO**, ") + stored,
+                _lat(r, "health_get"),
+                _lat(r, "one_value_write"),
+                _secs(r["start_s"]),
+                _after(r),
+                load,
+                env,
+            ]
+        )
+    return [f"### {title}", "", extra, "", *_table(header, rows), *_nodelay_note(d)]
+
+
+def _nodelay_note(d: dict[str, Any]) -> list[str]:
+    """Name the keep-alive penalty of several uvicorn workers when the numbers show it."""
+    one, two = d.get("loopml"), d.get("loopml_w2")
+    if not (_ok(one) and _ok(two)) or "latency" not in one or "latency" not in two:  # type: ignore[operator]
+        return []
+    a = one["latency"]["health_get"]["median_ms"]  # type: ignore[index]
+    b = two["latency"]["health_get"]["median_ms"]  # type: ignore[index]
+    if b < 5 * a or b - a < 10:
+        return []
+    return [
+        f"Every request on a kept-alive connection to loopml with `--workers 2` took "
+        f"{_ms(b)} (median GET of the health endpoint) against {_ms(a)} with one worker: "
+        "the delayed-ACK wait of a response sent without TCP_NODELAY. uvicorn binds the shared "
+        "socket of several workers as `socket.socket(family)` (protocol 0), and asyncio sets "
+        "TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP.",
+        "",
+    ]
+
+
+def _detail_server_search(h: dict[str, Any], d: dict[str, Any]) -> list[str]:
+    in_process = {
+        (tool, n): r
+        for tool in ("loopml", "mlflow")
+        for n, r in _search_sizes(d, tool).items()
+        if _ok(r)
+    }
+    rows = []
+    for tool in ("loopml", "mlflow"):
+        for n, r in _search_sizes(h, tool).items():
+            if not _ok(r):
+                rows.append([tool, f"{n:,}", "error", *[""] * 7])
+                continue
+            local = in_process.get((tool, n))
+            rows.append(
+                [
+                    tool,
+                    f"{n:,}",
+                    _ms(r["median_ms"]),
+                    _ms(r["min_ms"]),
+                    _ms(r["p90_ms"]),
+                    "yes" if r["matches_expected"] else "**NO**",
+                    _ms(local["median_ms"]) if local else "—",
+                    _ms(r["median_ms"] - local["median_ms"]) if local else "—",
+                    _secs(r["start_s"]),
+                    _after(r),
+                ]
+            )
+    header = [
+        "tool",
+        "runs",
+        "median",
+        "min",
+        "p90",
+        "top-100 correct",
+        "in process, (d)",
+        "difference",
+        "server start on that store",
+        "server RSS after / processes",
+    ]
+    note = (
+        "`in process, (d)` is benchmark (d) at the same size, from its own run; the difference "
+        "is what the server adds (HTTP, JSON, the server process) plus run-to-run noise, so "
+        "for a slow search it can come out negative."
+    )
+    return ["### (h) search_runs through the server", "", note, "", *_table(header, rows)]
+
+
+def _detail_start(i: dict[str, Any]) -> list[str]:
+    rows = []
+    for label, r in i.items():
+        if not _ok(r):
+            rows.append([label, "error", "", ""])
+            continue
+        new, old = r["new_store"], r["existing_store"]
+        rows.append(
+            [
+                label,
+                f"{_secs(new['median_s'])} ({', '.join(f'{x:.2f}' for x in new['all_s'])})",
+                f"{_secs(old['median_s'])} ({', '.join(f'{x:.2f}' for x in old['all_s'])})",
+                f"`{r['server_command']}`",
+            ]
+        )
+    header = ["tool", "new store: median (each)", "existing store: median (each)", "command"]
+    return ["### (i) cold start to a healthy server", "", *_table(header, rows)]
+
+
+def _detail_memory(j: dict[str, Any]) -> list[str]:
+    rows, procs = [], []
+    for label, r in j.items():
+        if not _ok(r):
+            rows.append([label, "error", "", "", ""])
+            continue
+        rows.append(
+            [
+                label,
+                str(r["processes"]),
+                f"{_mb(r['rss_mib']):,.0f} MB",
+                f"{_mb(r['pss_mib']):,.0f} MB",
+                f"`{r['server_command']}`",
+            ]
+        )
+        for p in r["per_process"]:
+            cmd = p["cmd"] if len(p["cmd"]) <= 110 else p["cmd"][:109] + "…"
+            procs.append([label, f"{p['rss_kib'] * 1024 / 1e6:,.0f} MB", f"`{cmd}`"])
+    header = ["tool", "processes", "summed VmRSS", "summed Pss", "command"]
+    return [
+        "### (j) idle server memory",
+        "",
+        *_table(header, rows),
+        "<details><summary>every process of each tree (VmRSS)</summary>",
+        "",
+        *_table(["tool", "VmRSS", "process"], procs),
+        "</details>",
+        "",
+    ]
+
+
 def _profiles(b: dict[str, Any]) -> list[str]:
     lines = []
     for bench, d in b.items():
@@ -443,6 +751,30 @@ def _load(b: dict[str, Any]) -> str:
     return text + (f"; above 1.5 (other work running): {', '.join(busy)}" if busy else "")
 
 
+def _earlier(res: dict[str, Any]) -> list[str]:
+    """Where the benchmarks kept from an earlier run (``run_all.py --only``) came from."""
+    earlier = res.get("earlier") or {}
+    runs: dict[tuple[str, str], list[str]] = {}
+    for bench, meta in sorted(earlier.items()):
+        runs.setdefault((meta.get("started", "?"), meta.get("command", "?")), []).append(bench)
+    lines = []
+    for (started, command), benches in runs.items():
+        loopml = (earlier[benches[0]].get("versions") or {}).get("loopml", "?")
+        names = ", ".join(f"({b})" for b in benches)
+        lines.append(
+            f"- {names}: kept from the run started {started} (`{command}`, loopml {loopml})."
+        )
+    if not lines:
+        return []
+    ran = ", ".join(f"({b})" for b in res.get("benchmarks", {}) if b not in earlier)
+    return [
+        f"This run measured {ran or 'nothing'}; the other results come from earlier runs:",
+        "",
+        *lines,
+        "",
+    ]
+
+
 def render(res: dict[str, Any]) -> str:
     b = res.get("benchmarks", {})
     m, v = res["machine"], res["versions"]
@@ -459,6 +791,7 @@ def render(res: dict[str, Any]) -> str:
         "",
         f"Command: `{res['command']}`",
         "",
+        *_earlier(res),
         "## Machine and versions",
         "",
         *_table(
@@ -471,8 +804,9 @@ def render(res: dict[str, Any]) -> str:
                 *[[k, str(x)] for k, x in v.items()],
             ],
         ),
-        "Both tools use SQLite through SQLAlchemy in one process, each in a fresh temporary "
-        "folder with a fresh database, one subprocess per (tool, benchmark).",
+        "Both tools use SQLite through SQLAlchemy, each in a fresh temporary folder with a "
+        "fresh database, one subprocess per (tool, benchmark): in that process for (a)-(e), "
+        "through the tool's own server on 127.0.0.1 for (f)-(j).",
         "",
         "## Targets",
         "",
@@ -481,7 +815,7 @@ def render(res: dict[str, Any]) -> str:
                 "benchmark",
                 "loopml",
                 "MLflow",
-                "MLflow async (fastest)",
+                "MLflow, other setup (fastest async; --workers 1)",
                 "ratio",
                 "target",
                 "result",
@@ -515,6 +849,29 @@ def render(res: dict[str, Any]) -> str:
         out += _detail_search(b["d"])
     if "e" in b:
         out += _detail_import(b["e"])
+    if "f" in b:
+        out += _detail_server_rate(
+            "(f) single log_metric calls over HTTP, flush included",
+            b["f"],
+            "Fluent `log_metric` against the server, timed from the first call until the "
+            "flush returns (loopml's client buffers and sends batches; MLflow sends one request "
+            "per call, or queues them in its async mode). The two latency columns are medians "
+            "of single requests on one kept-alive connection, measured first: 100 GETs of the "
+            "health endpoint with httpx for both tools, and 50 `log_batch` calls of one value "
+            "through each tool's client.",
+        )
+    if "g" in b:
+        out += _detail_server_rate(
+            "(g) log_batch over HTTP, 1,000 values per call",
+            b["g"],
+            "Only the `log_batch` calls are timed; the Metric records are built first.",
+        )
+    if "h" in b:
+        out += _detail_server_search(b["h"], b.get("d", {}))
+    if "i" in b:
+        out += _detail_start(b["i"])
+    if "j" in b:
+        out += _detail_memory(b["j"])
     out += _profiles(b)
     out += _errors(b)
     out += _method(res)
@@ -558,6 +915,27 @@ def _method(res: dict[str, Any]) -> list[str]:
         "so for a query that is all SQL it can come out above the whole call.",
         "- (e) subtracts the median of `python -c pass` from the median of `python -c "
         '"import X"`, the three interleaved.',
+        "- (f)-(j) start `loopml server --host 127.0.0.1 --port P` (store: `LOOPML_HOME`, "
+        "default 1 worker) or `mlflow server --backend-store-uri sqlite:///… --host 127.0.0.1 "
+        "--port P` (default 4 uvicorn workers, plus its job runner and huey consumers); "
+        "`_w1`/`_w2` variants add `--workers`. Each server is its own process group, stopped "
+        "with SIGTERM (SIGKILL after 15 s) whatever happens. Clients keep their connection "
+        "alive (httpx for loopml, MLflow's requests session). MLflow runs with "
+        "`MLFLOW_DISABLE_TELEMETRY=true` so nothing leaves the machine.",
+        "- (f) and (g) count every value through the server's API (`get_metric_history`, new "
+        "client), then SIGKILL the server's whole process group, start it again on the same "
+        "store and count again: `all stored` needs every (step, value) both times.",
+        "- (h) fills the store with `populate.py` (as in (d)) before its server starts, then "
+        "searches through the server: one warm-up, the median of the timed ones, checked "
+        "against the expected top 100.",
+        "- (i) times from spawning the server to the first 200 from its health endpoint "
+        "(loopml `/healthz`; MLflow has only `/health`), polled every 10 ms with a new "
+        "connection; each start on a new store (schema creation included) is followed by a "
+        "start on the store it made. The OS file cache is warm (nothing is dropped).",
+        "- (j) sums VmRSS from `/proc/<pid>/status` over the server process and all its "
+        "descendants after it is healthy and has idled; shared pages count once per process "
+        "there, so Pss (`/proc/<pid>/smaps_rollup`, shared pages split) is shown as well. "
+        "MB = 10^6 bytes.",
         "- Sizes: " + ", ".join(each(k) for k in sizes) + ". Each can be set with an environment "
         "variable, e.g. `BENCH_RUNS_N_MLFLOW=300 make bench` (see `benchmarks/run_all.py`).",
         "",

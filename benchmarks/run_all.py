@@ -2,11 +2,15 @@
 
     python benchmarks/run_all.py            # the full suite (about 10-15 minutes on 2 cores)
     python benchmarks/run_all.py --quick    # tiny sizes, a smoke run of every code path
-    python benchmarks/run_all.py --only a,d # a subset: a b c d e
+    python benchmarks/run_all.py --only a,d # a subset: a b c d e (in process) f g h i j (servers)
 
 Sizes come from environment variables (see ``Sizes``); each job gets a fresh temporary folder as
 its working directory and store, an environment without LOOPML_*/MLFLOW_* settings from outside,
 and a time limit. A job that fails is recorded with the end of its log; the others still run.
+Servers a job started and left behind (it crashed, or ran out of time) are stopped after it.
+
+With ``--only``, the benchmarks not rerun are kept from the existing results.json, each with the
+command, start time and versions of the run that measured it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from server_proc import PIDFILE_ENV, stop_listed  # noqa: E402
 
 
 def _env_int(name: str, default: int) -> int:
@@ -54,6 +61,15 @@ class Sizes:
     search_loopml_sizes: tuple[int, ...] = (100_000, 1_000_000)  # (d) loopml alone
     search_repeats: int = 20
     import_repeats: int = 10
+    # (f)-(j): the servers over HTTP
+    server_log_n: int = 100_000  # (f) loopml
+    server_log_n_mlflow: int = 500  # (f) MLflow, default workers (about 18 calls/s here)
+    server_log_n_mlflow_w1: int = 2_000  # (f) MLflow --workers 1 (about 70 calls/s)
+    server_log_n_mlflow_async: int = 10_000  # (f) MLflow async, buffered
+    server_batch_n: int = 50_000  # (g)
+    server_search_sizes: tuple[int, ...] = (20_000,)  # (h)
+    server_starts: int = 3  # (i) starts per store kind
+    server_idle_s: int = 5  # (j)
 
     @classmethod
     def from_env(cls, quick: bool) -> Sizes:
@@ -70,6 +86,18 @@ class Sizes:
             search_loopml_sizes=_env_ints("BENCH_SEARCH_LOOPML_SIZES", base.search_loopml_sizes),
             search_repeats=_env_int("BENCH_SEARCH_REPEATS", base.search_repeats),
             import_repeats=_env_int("BENCH_IMPORT_REPEATS", base.import_repeats),
+            server_log_n=_env_int("BENCH_SERVER_LOG_N", base.server_log_n),
+            server_log_n_mlflow=_env_int("BENCH_SERVER_LOG_N_MLFLOW", base.server_log_n_mlflow),
+            server_log_n_mlflow_w1=_env_int(
+                "BENCH_SERVER_LOG_N_MLFLOW_W1", base.server_log_n_mlflow_w1
+            ),
+            server_log_n_mlflow_async=_env_int(
+                "BENCH_SERVER_LOG_N_MLFLOW_ASYNC", base.server_log_n_mlflow_async
+            ),
+            server_batch_n=_env_int("BENCH_SERVER_BATCH_N", base.server_batch_n),
+            server_search_sizes=_env_ints("BENCH_SERVER_SEARCH_SIZES", base.server_search_sizes),
+            server_starts=_env_int("BENCH_SERVER_STARTS", base.server_starts),
+            server_idle_s=_env_int("BENCH_SERVER_IDLE_S", base.server_idle_s),
         )
 
     @classmethod
@@ -86,6 +114,14 @@ class Sizes:
             search_loopml_sizes=(2_000,),
             search_repeats=3,
             import_repeats=2,
+            server_log_n=5_000,
+            server_log_n_mlflow=30,
+            server_log_n_mlflow_w1=60,
+            server_log_n_mlflow_async=200,
+            server_batch_n=5_000,
+            server_search_sizes=(500,),
+            server_starts=1,
+            server_idle_s=1,
         )
 
 
@@ -182,6 +218,47 @@ def plan(sizes: Sizes, only: set[str], profile: bool) -> list[Job]:
             )
     if "e" in only:
         jobs.append(Job("e", "import", "bench_import.py", ["--repeats", str(sizes.import_repeats)]))
+    jobs += server_plan(sizes, only)
+    return jobs
+
+
+def server_plan(sizes: Sizes, only: set[str]) -> list[Job]:
+    """(f)-(j): each job starts (and stops) its own server; loopml's default is 1 worker,
+    MLflow's 4. ``_w1``/``_w2`` variants pass ``--workers``."""
+    jobs: list[Job] = []
+
+    def job(bench: str, label: str, tool: str, *args: str, env: dict[str, str] | None = None):
+        jobs.append(Job(bench, label, "bench_server.py", list(args), tool, env or {}))
+
+    if "f" in only:
+        single = ("--case", "single")
+        job("f", "loopml", "loopml", *single, "--n", str(sizes.server_log_n))
+        job("f", "loopml_w2", "loopml", *single, "--n", str(sizes.server_log_n), "--workers", "2")
+        job("f", "mlflow", "mlflow", *single, "--n", str(sizes.server_log_n_mlflow))
+        n_w1 = str(sizes.server_log_n_mlflow_w1)
+        job("f", "mlflow_w1", "mlflow", *single, "--n", n_w1, "--workers", "1")
+        n_async = str(sizes.server_log_n_mlflow_async)
+        buffered = {"MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1"}
+        job("f", "mlflow_async_buffered", "mlflow", *single, "--mode", "async", "--n", n_async,
+            env=buffered)  # fmt: skip
+    if "g" in only:
+        batch = ("--case", "batch", "--n", str(sizes.server_batch_n))
+        batch += ("--batch-size", str(sizes.batch_size))
+        job("g", "loopml", "loopml", *batch)
+        job("g", "loopml_w2", "loopml", *batch, "--workers", "2")
+        job("g", "mlflow", "mlflow", *batch)
+        job("g", "mlflow_w1", "mlflow", *batch, "--workers", "1")
+    if "h" in only:
+        for n in sizes.server_search_sizes:
+            for tool in ("loopml", "mlflow"):
+                job("h", f"{tool}@{n}", tool, "--case", "search", "--runs", str(n),
+                    "--repeats", str(sizes.search_repeats))  # fmt: skip
+    if "i" in only:
+        for tool in ("loopml", "mlflow"):
+            job("i", tool, tool, "--case", "start", "--starts", str(sizes.server_starts))
+    if "j" in only:
+        for tool in ("loopml", "mlflow"):
+            job("j", tool, tool, "--case", "memory", "--idle", str(sizes.server_idle_s))
     return jobs
 
 
@@ -211,22 +288,26 @@ def run_job(job: Job, tmp_root: Path | None, keep: bool) -> dict[str, Any]:
         cmd += ["--tool", job.tool]
     cmd += ["--dir", str(folder / "store"), "--out", str(out), *job.args]
     log = folder / "log.txt"
+    pidfile = folder / "servers.pids"
+    env = _clean_env(job.env) | {PIDFILE_ENV: str(pidfile)}
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    try:
-        with log.open("w") as sink:
-            proc = subprocess.run(
-                cmd,
-                cwd=folder,
-                env=_clean_env(job.env),
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                timeout=job.timeout,
-                check=False,
-            )
-        code: int | str = proc.returncode
-    except subprocess.TimeoutExpired:
-        code = f"timeout after {job.timeout:.0f} s"
+    left_behind = 0
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            code: int | str = proc.wait(timeout=job.timeout)
+        except subprocess.TimeoutExpired:
+            code = f"timeout after {job.timeout:.0f} s"
+        finally:
+            if proc.poll() is None:  # a timeout or Ctrl-C: SIGTERM lets it stop its servers
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            left_behind = stop_listed(pidfile)
     elapsed = time.perf_counter() - t0
     if code == 0 and out.exists():
         result = json.loads(out.read_text())
@@ -238,6 +319,8 @@ def run_job(job: Job, tmp_root: Path | None, keep: bool) -> dict[str, Any]:
     # Other work on this machine skews timings: keep the 1-minute load average around each job.
     result["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     result["command"] = shlex.join(cmd[1:]).replace(str(folder), "$TMP")
+    if left_behind:
+        result["server_processes_killed_after"] = left_behind
     if job.env:
         result["env"] = job.env
     if keep:
@@ -294,6 +377,30 @@ def versions() -> dict[str, str]:
     }
 
 
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+
+
+def keep_earlier(results: dict[str, Any], path: Path, ran: set[str]) -> None:
+    """Carry the benchmarks this run skipped over from the results.json at ``path``, with the
+    command, start time, versions and sizes of the run that measured each."""
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return
+    if old.get("quick") != results["quick"]:
+        return  # never mix a smoke run with real numbers
+    earlier = old.get("earlier", {})
+    for bench, data in old.get("benchmarks", {}).items():
+        if bench in ran or bench in results["benchmarks"]:
+            continue
+        results["benchmarks"][bench] = data
+        results.setdefault("earlier", {})[bench] = earlier.get(bench) or {
+            k: old.get(k) for k in ("command", "started", "duration_s", "versions", "sizes")
+        }
+
+
 def _command() -> str:
     """The command as typed, with the BENCH_* settings that shaped this run in front."""
     command = os.environ.get("BENCH_COMMAND") or shlex.join([Path(sys.executable).name, *sys.argv])
@@ -307,8 +414,12 @@ def _command() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, < 1 min")
-    parser.add_argument("--only", default="a,b,c,d,e", help="benchmarks to run, e.g. a,d")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: a smoke run (a-e < 1 min, f-j about 5)"
+    )
+    parser.add_argument(
+        "--only", default=",".join(ALL), help="benchmarks to run, e.g. a,d or f,g,h,i,j"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the loopml profiles")
     parser.add_argument("--keep", action="store_true", help="keep each job's temporary folder")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
@@ -316,7 +427,10 @@ def main() -> None:
     args = parser.parse_args()
 
     sizes = Sizes.from_env(args.quick)
-    only = {x.strip() for x in args.only.split(",")}
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = only - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmarks {sorted(unknown)}; choose from {','.join(ALL)}")
     tmp_root = Path(os.environ["BENCH_TMPDIR"]) if os.environ.get("BENCH_TMPDIR") else None
     jobs = plan(sizes, only, profile=not (args.no_profile or args.quick))
     started = time.time()
@@ -340,6 +454,8 @@ def main() -> None:
         results["benchmarks"].setdefault(job.bench, {})[job.label] = result
         print(result.get("error") or f"{result['job_seconds']:.1f} s", flush=True)
     results["duration_s"] = round(time.time() - started, 1)
+    keep_earlier(results, args.out, only)
+    results["benchmarks"] = dict(sorted(results["benchmarks"].items()))
 
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     from report import write_report

@@ -248,3 +248,34 @@ def test_64_concurrent_clients_log_batches_exactly_once(tmp_path):
             assert steps == list(range(batches * size))
         setup.close()
     server.close()
+
+
+def test_every_connection_gets_tcp_nodelay_even_from_a_protocol_0_listener():
+    """uvicorn's multi-worker socket is protocol 0, so asyncio skips TCP_NODELAY: we set it."""
+    import socket
+
+    from loopml.server.main import NoDelayHttpProtocol, _with_nodelay
+
+    class Base:
+        def connection_made(self, transport):
+            self.transport = transport
+
+    class Transport:
+        def __init__(self, sock):
+            self.sock = sock
+
+        def get_extra_info(self, name):
+            return self.sock if name == "socket" else None
+
+    listener = socket.socket(socket.AF_INET)  # protocol 0, as uvicorn binds for workers
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    with listener, socket.create_connection(listener.getsockname()) as _client:
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            proto = _with_nodelay(Base)()
+            proto.connection_made(Transport(accepted))
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            assert proto.transport.sock is accepted
+    assert NoDelayHttpProtocol.__module__ == "loopml.server.main"  # importable by workers
