@@ -16,6 +16,7 @@ from common import (
     loopml_fluent_client,
     loopml_uri,
     mlflow_artifacts,
+    mlflow_single_calls,
     mlflow_uri,
     worker_args,
     write_result,
@@ -95,20 +96,9 @@ def mlflow_single(args: Any) -> dict[str, Any]:
     mlflow.set_tracking_uri(mlflow_uri(args.dir))
     mlflow.create_experiment("bench", artifact_location=mlflow_artifacts(args.dir))
     mlflow.set_experiment("bench")
-    if asynchronous:
-        mlflow.config.enable_async_logging(True)
-    with mlflow.start_run(run_name="single") as run:
-        mlflow.log_metric("warmup", 0.0, synchronous=not asynchronous)
-        if asynchronous:
-            mlflow.flush_async_logging()
-        with Stopwatch() as total:
-            with Stopwatch() as calls:
-                for i in range(args.n):
-                    mlflow.log_metric("m", 0.5, step=i, synchronous=not asynchronous)
-            if asynchronous:
-                mlflow.flush_async_logging()
+    run_id, total, calls = mlflow_single_calls(mlflow, args.n, asynchronous=asynchronous)
     client = mlflow.MlflowClient()
-    written = len(client.get_metric_history(run.info.run_id, "m"))
+    written = len(client.get_metric_history(run_id, "m"))
     return _rates(args.n, total.seconds, calls.seconds, written)
 
 

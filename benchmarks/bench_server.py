@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import Stopwatch, summary, worker_args, write_result
+from common import Stopwatch, mlflow_single_calls, summary, worker_args, write_result
 from server_proc import HEALTH, QUIET_MLFLOW, Server, log_tail, stopped_on_signals
 
 os.environ.update(QUIET_MLFLOW)  # before MLflow is imported anywhere
@@ -148,19 +148,7 @@ def log_single(tool: Tool, url: str, args: Any) -> tuple[str, Stopwatch, Stopwat
     asynchronous = args.mode == "async"
     mlflow.set_tracking_uri(url)
     mlflow.set_experiment("bench")
-    if asynchronous:
-        mlflow.config.enable_async_logging(True)
-    with mlflow.start_run(run_name="single") as run:
-        mlflow.log_metric("warmup", 0.0, synchronous=not asynchronous)
-        if asynchronous:
-            mlflow.flush_async_logging()
-        with Stopwatch() as total:
-            with Stopwatch() as calls:
-                for i in range(args.n):
-                    mlflow.log_metric("m", 0.5, step=i, synchronous=not asynchronous)
-            if asynchronous:
-                mlflow.flush_async_logging()
-    return run.info.run_id, total, calls
+    return mlflow_single_calls(mlflow, args.n, asynchronous=asynchronous)
 
 
 def log_batches(tool: Tool, url: str, args: Any) -> tuple[str, Stopwatch, Stopwatch]:

@@ -83,6 +83,24 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._t0
 
 
+def mlflow_single_calls(mlflow: Any, n: int, *, asynchronous: bool) -> tuple[str, Any, Any]:
+    """MLflow's side of benchmarks (a) and (f): ``n`` single ``log_metric`` calls in one run,
+    timed with and without the final flush of its async queue. Returns (run id, total, calls)."""
+    if asynchronous:
+        mlflow.config.enable_async_logging(True)
+    with mlflow.start_run(run_name="single") as run:
+        mlflow.log_metric("warmup", 0.0, synchronous=not asynchronous)
+        if asynchronous:
+            mlflow.flush_async_logging()
+        with Stopwatch() as total:
+            with Stopwatch() as calls:
+                for i in range(n):
+                    mlflow.log_metric("m", 0.5, step=i, synchronous=not asynchronous)
+            if asynchronous:
+                mlflow.flush_async_logging()
+    return run.info.run_id, total, calls
+
+
 def summary(samples: Sequence[float]) -> dict[str, float]:
     """Median and spread of timings in seconds, reported in milliseconds."""
     ordered = sorted(samples)
