@@ -50,18 +50,24 @@ class ProjectIndex:
         return self._stack.projects.get_project(ref).project_id
 
 
-def _index(request: Request) -> ProjectIndex:
+def stack_of(request: Request) -> Stack:
+    """The stack the app serves (set by ``create_app``)."""
+    stack: Stack = request.app.state.stack
+    return stack
+
+
+def index_of(request: Request) -> ProjectIndex:
     index: ProjectIndex = request.app.state.projects_index
     return index
 
 
 def run_scope(request: Request) -> str:
-    return _index(request).of_run(request.path_params["run_id"])
+    return index_of(request).of_run(request.path_params["run_id"])
 
 
 def experiment_scope(request: Request) -> str:
-    return _index(request).of_experiment(request.path_params["experiment_id"])
+    return index_of(request).of_experiment(request.path_params["experiment_id"])
 
 
 def project_scope(request: Request) -> str:
-    return _index(request).of_project(request.path_params["project"])
+    return index_of(request).of_project(request.path_params["project"])

@@ -21,16 +21,10 @@ from loopml.artifacts.store import ArtifactInfo
 from loopml.errors import IntegrityError, InvalidArgument
 from loopml.server.access import caller_of, protected
 from loopml.server.schemas import ERROR_RESPONSES
-from loopml.server.scopes import ProjectIndex
-from loopml.stack import Stack
+from loopml.server.scopes import index_of, stack_of
 
 router = APIRouter(prefix="/api/v1", tags=["artifacts"], responses=ERROR_RESPONSES)
 _CHUNK = 1 << 20
-
-
-def _stack(request: Request) -> Stack:
-    stack: Stack = request.app.state.stack
-    return stack
 
 
 def scoped_path(request: Request, path: str, action: str) -> str:
@@ -39,7 +33,7 @@ def scoped_path(request: Request, path: str, action: str) -> str:
     head = rel.split("/", 1)[0]
     if not (head.isascii() and head.isdigit()):
         raise InvalidArgument("artifact paths start with an experiment id: <experiment>/<run>/…")
-    index: ProjectIndex = request.app.state.projects_index
+    index = index_of(request)
     caller_of(request).require(action, index.of_experiment(head))
     return rel
 
@@ -64,7 +58,7 @@ async def upload(
                 "upload corrupted in transit: body sha256 does not match X-Content-SHA256",
                 details={"received": digest.hexdigest()},
             )
-        store = _stack(request).artifacts
+        store = stack_of(request).artifacts
         return await run_in_threadpool(store.put_file, tmp, rel)
     finally:
         os.unlink(tmp)
@@ -84,7 +78,7 @@ def download(
 ) -> StreamingResponse:
     """Stream a file; ``Range: bytes=N-`` resumes an interrupted download at byte N."""
     rel = scoped_path(request, path, "artifact.read")
-    store = _stack(request).artifacts
+    store = stack_of(request).artifacts
     chunks = store.open_read(rel)  # raises NotFound / InvalidArgument before streaming
     offset = _range_start(range_header)
     headers = {"Accept-Ranges": "bytes"}
@@ -123,15 +117,15 @@ def list_artifacts(
     recursive: bool = False,
 ) -> list[ArtifactInfo]:
     rel = scoped_path(request, prefix, "artifact.read")
-    return _stack(request).artifacts.list(rel, recursive=recursive)
+    return stack_of(request).artifacts.list(rel, recursive=recursive)
 
 
 @router.get("/artifact-exists", **protected("artifact.read"))
 def exists(request: Request, path: Annotated[str, Query(min_length=1, max_length=1024)]) -> bool:
-    return _stack(request).artifacts.exists(scoped_path(request, path, "artifact.read"))
+    return stack_of(request).artifacts.exists(scoped_path(request, path, "artifact.read"))
 
 
 @router.delete("/artifacts/{path:path}", **protected("artifact.write"))
 def delete(request: Request, path: str) -> dict[str, bool]:
-    _stack(request).artifacts.delete(scoped_path(request, path, "artifact.write"))
+    stack_of(request).artifacts.delete(scoped_path(request, path, "artifact.write"))
     return {"ok": True}

@@ -10,15 +10,9 @@ from loopml.errors import NotFound
 from loopml.governance.audit import AuditEvent, ChainReport
 from loopml.server.access import Caller, caller_of, protected
 from loopml.server.schemas import ERROR_RESPONSES
-from loopml.server.scopes import ProjectIndex
-from loopml.stack import Stack
+from loopml.server.scopes import ProjectIndex, index_of, stack_of
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"], responses=ERROR_RESPONSES)
-
-
-def _stack(request: Request) -> Stack:
-    stack: Stack = request.app.state.stack
-    return stack
 
 
 @router.get("/events", **protected("audit.read"))
@@ -32,14 +26,14 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> list[AuditEvent]:
     """Events, oldest first. Admins see all; others the events of projects they may audit."""
-    events = _stack(request).audit.list_events(
+    events = stack_of(request).audit.list_events(
         object_type=object_type, object_id=object_id, actor=actor, since=since, until=until,
         limit=limit,
     )  # fmt: skip
     caller = caller_of(request)
     if caller.is_admin:
         return events
-    index: ProjectIndex = request.app.state.projects_index
+    index = index_of(request)
     return [e for e in events if _visible(e, caller, index)]
 
 
@@ -58,4 +52,4 @@ def _visible(event: AuditEvent, caller: Caller, index: ProjectIndex) -> bool:
 
 @router.get("/verify", **protected("audit.read"))
 def verify(request: Request) -> ChainReport:
-    return _stack(request).audit.verify()
+    return stack_of(request).audit.verify()

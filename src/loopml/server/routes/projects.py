@@ -14,15 +14,9 @@ from loopml.server.schemas import (
     ProjectCreate,
     ProjectUpdate,
 )
-from loopml.server.scopes import project_scope
-from loopml.stack import Stack
+from loopml.server.scopes import project_scope, stack_of
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=ERROR_RESPONSES)
-
-
-def _stack(request: Request) -> Stack:
-    stack: Stack = request.app.state.stack
-    return stack
 
 
 @router.get("", **protected("project.read"))
@@ -30,7 +24,7 @@ def list_projects(request: Request) -> list[Project]:
     caller = caller_of(request)
     return [
         p
-        for p in _stack(request).projects.list_projects()
+        for p in stack_of(request).projects.list_projects()
         if caller.may("project.read", p.project_id)
     ]
 
@@ -38,7 +32,7 @@ def list_projects(request: Request) -> list[Project]:
 @router.post("", status_code=201, **protected("user.manage"))
 def create_project(request: Request, body: ProjectCreate) -> Project:
     """Creating a project is an admin's act; its members then get roles in it."""
-    return _stack(request).projects.create_project(
+    return stack_of(request).projects.create_project(
         body.name, business_goal=body.business_goal, description=body.description,
         owner=body.owner, actor=caller_of(request).name,
     )  # fmt: skip
@@ -46,12 +40,12 @@ def create_project(request: Request, body: ProjectCreate) -> Project:
 
 @router.get("/{project}", **protected("project.read", project_scope))
 def get_project(request: Request, project: str) -> Project:
-    return _stack(request).projects.get_project(project)
+    return stack_of(request).projects.get_project(project)
 
 
 @router.patch("/{project}", **protected("project.write", project_scope))
 def update_project(request: Request, project: str, body: ProjectUpdate) -> Project:
-    return _stack(request).projects.update_project(
+    return stack_of(request).projects.update_project(
         project, business_goal=body.business_goal, description=body.description,
         owner=body.owner, actor=caller_of(request).name,
     )  # fmt: skip
@@ -59,7 +53,7 @@ def update_project(request: Request, project: str, body: ProjectUpdate) -> Proje
 
 @router.post("/{project}/okrs", status_code=201, **protected("project.write", project_scope))
 def add_okr(request: Request, project: str, body: OkrCreate) -> Okr:
-    return _stack(request).projects.add_okr(
+    return stack_of(request).projects.add_okr(
         project, body.objective, list(body.key_results), owner=body.owner,
         actor=caller_of(request).name,
     )  # fmt: skip
@@ -67,7 +61,7 @@ def add_okr(request: Request, project: str, body: OkrCreate) -> Okr:
 
 @router.post("/{project}/kpis", status_code=201, **protected("kpi.write", project_scope))
 def add_kpi(request: Request, project: str, body: KpiCreate) -> Kpi:
-    return _stack(request).projects.add_kpi(
+    return stack_of(request).projects.add_kpi(
         project, body.name, metric=body.metric, target=body.target,
         direction=parse_direction(body.direction), judged_at=parse_judged_at(body.judged_at),
         description=body.description, owner=body.owner, actor=caller_of(request).name,
@@ -76,7 +70,7 @@ def add_kpi(request: Request, project: str, body: KpiCreate) -> Kpi:
 
 @router.patch("/{project}/kpis/{name}", **protected("kpi.write", project_scope))
 def update_kpi(request: Request, project: str, name: str, body: KpiUpdate) -> Kpi:
-    return _stack(request).projects.update_kpi(
+    return stack_of(request).projects.update_kpi(
         project, name, actor=caller_of(request).name, target=body.target,
         direction=parse_direction(body.direction) if body.direction else None,
         judged_at=parse_judged_at(body.judged_at) if body.judged_at else None,

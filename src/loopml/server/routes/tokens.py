@@ -11,7 +11,7 @@ from loopml.errors import InvalidArgument, NotFound
 from loopml.governance.identity import ApiToken, IdentityStore, User
 from loopml.server.access import Caller, authenticated, caller_of
 from loopml.server.schemas import ERROR_RESPONSES, In, Out
-from loopml.stack import Stack
+from loopml.server.scopes import stack_of
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"], responses=ERROR_RESPONSES)
 
@@ -27,7 +27,7 @@ class NewToken(Out):
 
 
 def _identity(request: Request) -> IdentityStore:
-    stack: Stack = request.app.state.stack
+    stack = stack_of(request)
     if stack.identity is None or not request.app.state.auth_enabled:
         raise InvalidArgument("API tokens need a server started with --auth")
     return stack.identity

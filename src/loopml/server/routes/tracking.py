@@ -27,8 +27,7 @@ from loopml.server.schemas import (
     TagIn,
     View,
 )
-from loopml.server.scopes import ProjectIndex, experiment_scope, run_scope
-from loopml.stack import Stack
+from loopml.server.scopes import experiment_scope, index_of, run_scope, stack_of
 from loopml.tracking.entities import (
     ArtifactRecord,
     Experiment,
@@ -41,16 +40,6 @@ from loopml.tracking.entities import (
 
 router = APIRouter(prefix="/api/v1", tags=["tracking"], responses=ERROR_RESPONSES)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
-
-
-def stack_of(request: Request) -> Stack:
-    stack: Stack = request.app.state.stack
-    return stack
-
-
-def index_of(request: Request) -> ProjectIndex:
-    index: ProjectIndex = request.app.state.projects_index
-    return index
 
 
 def _view(value: str) -> ViewType:

@@ -23,7 +23,13 @@ from loopml.errors import InvalidArgument, NotFound, PermissionDenied
 from loopml.governance.audit import AuditEvent
 from loopml.server.access import Caller, authenticated, caller_of, protected, public
 from loopml.server.routes.audit import _visible as audit_visible
-from loopml.server.scopes import ProjectIndex, experiment_scope, project_scope, run_scope
+from loopml.server.scopes import (
+    experiment_scope,
+    index_of,
+    project_scope,
+    run_scope,
+    stack_of,
+)
 from loopml.server.sessions import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -36,7 +42,6 @@ from loopml.server.sessions import (
     session_of_request,
     sessions_of,
 )
-from loopml.stack import Stack
 from loopml.tracking.artifacts import RunArtifacts
 from loopml.tracking.entities import Run, ViewType
 from loopml.ui import pages, render, static_files, views
@@ -50,19 +55,11 @@ Short = Annotated[str, Query(max_length=300)]
 
 
 # rendering -----------------------------------------------------------------------------------
-def _stack(request: Request) -> Stack:
-    stack: Stack = request.app.state.stack
-    return stack
-
-
-def _index(request: Request) -> ProjectIndex:
-    index: ProjectIndex = request.app.state.projects_index
-    return index
 
 
 def _login_enabled(request: Request) -> bool:
     store = sessions_of(request.app.state)
-    return store is not None and store.login_enabled and _stack(request).identity is not None
+    return store is not None and store.login_enabled and stack_of(request).identity is not None
 
 
 def _page(
@@ -140,7 +137,7 @@ async def login(request: Request) -> Response:
     form = parse_form(await request.body())
     username, password = form.get("username", "")[:256], form.get("password", "")
     target = views.safe_next(form.get("next"))
-    identity, store = _stack(request).identity, sessions_of(request.app.state)
+    identity, store = stack_of(request).identity, sessions_of(request.app.state)
     if identity is None or store is None:  # not reached: _login_enabled checked both
         return _redirect("/")
     try:
@@ -180,7 +177,7 @@ def logout(request: Request) -> Response:
 # projects ------------------------------------------------------------------------------------
 @router.get("/", **authenticated())
 def projects_page(request: Request) -> HTMLResponse:
-    caller, stack = caller_of(request), _stack(request)
+    caller, stack = caller_of(request), stack_of(request)
     projects = [
         p for p in stack.projects.list_projects() if caller.may("project.read", p.project_id)
     ]
@@ -200,7 +197,7 @@ def projects_page(request: Request) -> HTMLResponse:
 
 @router.get("/projects/{project}", **protected("project.read", project_scope))
 def project_page(request: Request, project: str) -> HTMLResponse:
-    caller, stack = caller_of(request), _stack(request)
+    caller, stack = caller_of(request), stack_of(request)
     proj = stack.projects.get_project(project)
     experiments = []
     if caller.may("experiment.read", proj.project_id):
@@ -233,7 +230,7 @@ def experiment_page(
     view: Annotated[str, Query(max_length=20)] = "active_only",
 ) -> HTMLResponse:
     """One keyset page of runs (never OFFSET): the store's search, at most 100 rows."""
-    caller, stack = caller_of(request), _stack(request)
+    caller, stack = caller_of(request), stack_of(request)
     experiment = stack.tracking.get_experiment(experiment_id)
     caller.require("run.read", experiment.project_id)
     project = stack.projects.get_project(experiment.project_id)
@@ -317,7 +314,7 @@ def run_page(
     path: Annotated[str, Query(max_length=1024)] = "",
     artifact: Annotated[str, Query(max_length=1024)] = "",
 ) -> HTMLResponse:
-    caller, stack = caller_of(request), _stack(request)
+    caller, stack = caller_of(request), stack_of(request)
     run = stack.tracking.get_run(run_id)
     experiment = stack.tracking.get_experiment(run.experiment_id)
     project = stack.projects.get_project(experiment.project_id)
@@ -358,7 +355,7 @@ def run_artifact(
 ) -> Response:
     """An artifact's bytes: raster images inline (same origin, for previews); everything else
     as an attachment, so nothing a run uploaded ever renders as a page of this site."""
-    stack = _stack(request)
+    stack = stack_of(request)
     run = stack.tracking.get_run(run_id)
     rel = clean_relpath(path)
     media = None if download else views.image_media_type(rel)
@@ -388,7 +385,7 @@ def run_artifact(
 def compare_page(
     request: Request, runs: Annotated[list[str], Query(max_length=20)]
 ) -> HTMLResponse:
-    caller, stack, index = caller_of(request), _stack(request), _index(request)
+    caller, stack, index = caller_of(request), stack_of(request), index_of(request)
     ids = views.compare_ids(r[:1000] for r in runs)
     for run_id in ids:
         caller.require("run.read", index.of_run(run_id))
@@ -436,7 +433,7 @@ def audit_page(
     verify: bool = False,
 ) -> HTMLResponse:
     """The newest events first, a page at a time (``until``/``before`` walk back in time)."""
-    caller, stack, index = caller_of(request), _stack(request), _index(request)
+    caller, stack, index = caller_of(request), stack_of(request), index_of(request)
     fetched = stack.audit.list_events(
         object_type=object_type or None,
         object_id=object_id or None,

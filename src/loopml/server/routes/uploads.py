@@ -26,7 +26,7 @@ from loopml.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from loopml.server.access import caller_of, protected
 from loopml.server.routes.artifacts import scoped_path
 from loopml.server.schemas import ERROR_RESPONSES, In, Out
-from loopml.stack import Stack
+from loopml.server.scopes import stack_of
 
 router = APIRouter(prefix="/api/v1/artifact-uploads", tags=["artifacts"], responses=ERROR_RESPONSES)
 MAX_PARTS = 10_000
@@ -52,7 +52,7 @@ class UploadComplete(In):
 
 
 def _root(request: Request) -> Path:
-    stack: Stack = request.app.state.stack
+    stack = stack_of(request)
     return stack.settings.home / "uploads"
 
 
@@ -152,7 +152,7 @@ async def complete(request: Request, upload_id: str, body: UploadComplete) -> Ar
     if digest.hexdigest() != body.sha256.lower():
         joined.unlink()
         raise IntegrityError("the joined parts do not have the file's sha256; nothing published")
-    stack: Stack = request.app.state.stack
+    stack = stack_of(request)
     info = await run_in_threadpool(stack.artifacts.put_file, joined, meta["path"])
     shutil.rmtree(folder, ignore_errors=True)
     return info
