@@ -14,7 +14,7 @@ import pytest
 
 import loopml
 from loopml.errors import Conflict, IntegrityError, InvalidArgument, NotFound
-from loopml.tracking.entities import Lifecycle, RunStatus
+from loopml.tracking.entities import Lifecycle, Metric, RunStatus
 
 
 @pytest.fixture
@@ -306,4 +306,22 @@ def test_out_of_range_steps_and_timestamps_are_refused(lm, bad):
             lm.log_metric("m", 1.0, step=bad)
         with pytest.raises(InvalidArgument, match="milliseconds"):
             lm.log_metric("m", 1.0, timestamp=bad)
+    assert lm.get_run(run.run_id).metrics == {}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (Metric("ok", "high", 1, 0), "must be a number"),  # type: ignore[arg-type]
+        (Metric("ok", True, 1, 0), "must be a number"),
+        (Metric("bad\tkey", 1.0, 1, 0), "invalid metric key"),
+        (Metric("ok", 1.0, 1, 2**63), "64-bit"),
+        (Metric("ok", 1.0, 1.5, 0), "milliseconds"),  # type: ignore[arg-type]
+        (("ok", 1.0, 1, 0), "Metric records"),
+    ],
+)
+def test_log_batch_checks_every_record_and_writes_nothing_on_a_bad_one(lm, bad, message):
+    good = [Metric("ok", float(i), 1, i) for i in range(999)]
+    with lm.start_run() as run, pytest.raises(InvalidArgument, match=message):
+        lm.get_client().log_batch(run.run_id, metrics=[*good[:500], bad, *good[500:]])
     assert lm.get_run(run.run_id).metrics == {}

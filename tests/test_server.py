@@ -92,6 +92,46 @@ def test_malformed_json_is_400_not_500(http):
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_argument"
 
 
+def test_metrics_arrive_as_records_or_as_columns(http):
+    run_id = _run(http)["run_id"]
+    records = [{"key": "m", "value": 1.5, "timestamp": 10, "step": 0},
+               {"key": "m", "value": "NaN", "timestamp": 11, "step": 1}]  # fmt: skip
+    columns = {"key": ["m", "m", "m"], "value": [None, "-Infinity", 4.0],
+               "timestamp": [12, 13, 14], "step": [2, 3, 4]}  # fmt: skip
+    assert http.post(f"/api/v1/runs/{run_id}/batch", json={"metrics": records}).status_code == 200
+    assert http.post(f"/api/v1/runs/{run_id}/batch", json={"metrics": columns}).status_code == 200
+    no_steps = {"key": ["n"], "value": [7.0], "timestamp": [15]}
+    assert http.post(f"/api/v1/runs/{run_id}/batch", json={"metrics": no_steps}).status_code == 200
+    history = http.get(f"/api/v1/runs/{run_id}/metrics/m").json()
+    assert [(h["step"], h["value"]) for h in history] == [
+        (0, 1.5), (1, "NaN"), (2, "NaN"), (3, "-Infinity"), (4, 4.0)
+    ]  # fmt: skip
+    assert [h["step"] for h in http.get(f"/api/v1/runs/{run_id}/metrics/n").json()] == [0]
+    latest = http.get(f"/api/v1/runs/{run_id}").json()["metrics"]
+    assert latest["m"] == 4.0 and latest["n"] == 7.0
+
+
+@pytest.mark.parametrize(
+    ("metrics", "where"),
+    [
+        ({"key": ["a", "b"], "value": [1.0], "timestamp": [1, 2]}, "body.metrics.columns"),
+        ({"key": ["a"], "value": ["x"], "timestamp": [1]}, "body.metrics.columns.value.0"),
+        ({"key": [""], "value": [1.0], "timestamp": [1]}, "body.metrics.columns.key.0"),
+        ({"key": ["a"], "value": [1.0], "timestamp": [2**63]}, "body.metrics.columns.timestamp.0"),
+        ({"key": ["a"], "value": [1.0]}, "body.metrics.columns.timestamp"),
+        ([{"key": "a", "value": "x", "timestamp": 1}], "body.metrics.records.0.value"),
+        (7, "body.metrics.records"),
+    ],
+)
+def test_bad_metrics_name_the_field_and_write_nothing(http, metrics, where):
+    run_id = _run(http)["run_id"]
+    response = http.post(f"/api/v1/runs/{run_id}/batch", json={"metrics": metrics})
+    assert response.status_code == 400
+    wheres = [d["where"] for d in response.json()["error"]["details"]["problems"]]
+    assert wheres == [where]
+    assert http.get(f"/api/v1/runs/{run_id}").json()["metrics"] == {}
+
+
 def test_search_error_points_at_the_position(http):
     body = {"experiment_ids": ["0"], "filter": "metrics.acc > 0.5 and"}
     error = http.post("/api/v1/runs/search", json=body).json()["error"]

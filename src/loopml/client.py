@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopml.errors import InvalidArgument
 from loopml.tracking import validation
 from loopml.tracking.buffer import MetricBuffer
 from loopml.tracking.entities import (
@@ -232,13 +231,7 @@ class Client:
         tags: Sequence[RunTag] = (),
     ) -> None:
         """Write metrics, params and tags at once, synchronously, all or nothing."""
-        for m in metrics:
-            if not isinstance(m, Metric):
-                raise InvalidArgument(f"log_batch metrics must be Metric records, got {m!r:.60}")
-            validation.validate_key(m.key)
-            validation.metric_value(m.value, m.key)
-            validation.metric_step(m.step, m.key)
-            validation.metric_timestamp(m.timestamp, m.key)
+        validation.metric_records(metrics)
         self._tracking.log_batch(
             run_id, metrics=metrics, params=params, tags=tags, actor=self.actor
         )

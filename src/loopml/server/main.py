@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import ipaddress
 import socket
 from typing import Any
@@ -84,7 +85,12 @@ def app_from_settings(settings: Settings | None = None) -> FastAPI:
         from loopml.server.identity import token_authenticator
 
         authenticate = token_authenticator(stack)
-    return create_app(stack, authenticate=authenticate, jobs=background_jobs(stack))
+    app = create_app(stack, authenticate=authenticate, jobs=background_jobs(stack))
+    # What exists now (routes, schemas, the stack) lives as long as the server process: keep it
+    # out of the collector's full passes, which would otherwise walk it during requests.
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def background_jobs(stack: Stack) -> JobRunner | None:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 
-from loopml.tracking.entities import Metric, Run
+from loopml.tracking.entities import Metric, MetricColumns, Run
 
 Key = Annotated[str, Field(min_length=1, max_length=250)]
 Text = Annotated[str, Field(max_length=10_000)]
@@ -107,18 +116,54 @@ class MetricIn(In):
     timestamp: Int64
     step: Int64 = 0
 
-    @field_validator("value", mode="before")
-    @classmethod
-    def _named(cls, v: Any) -> Any:
-        if v is None:
-            return math.nan
-        if isinstance(v, str) and v in _NON_FINITE:
-            return _NON_FINITE[v]
-        return v
-
     def to_metric(self) -> Metric:
         return Metric(self.key, math.nan if self.value is None else self.value, self.timestamp,
                       self.step)  # fmt: skip
+
+
+class MetricColumnsIn(In):
+    """Metrics as equal-length columns: item ``i`` is ``key[i]``, ``value[i]``, ... (``step``
+    defaults to zeros). What the Python client sends: it parses and validates without a Python
+    object per value, about ten times faster than a list of records."""
+
+    key: Annotated[list[Key], Field(max_length=MAX_ITEMS)]
+    value: Annotated[list[JsonFloat | None], Field(max_length=MAX_ITEMS)]
+    timestamp: Annotated[list[Int64], Field(max_length=MAX_ITEMS)]
+    step: Annotated[list[Int64], Field(max_length=MAX_ITEMS)] | None = None
+
+    @model_validator(mode="after")
+    def _same_length(self) -> MetricColumnsIn:
+        lengths = {len(self.key), len(self.value), len(self.timestamp)}
+        if self.step is not None:
+            lengths.add(len(self.step))
+        if len(lengths) > 1:
+            raise ValueError(
+                "key, value, timestamp and step must be lists of the same length, got "
+                f"{len(self.key)}, {len(self.value)}, {len(self.timestamp)} and "
+                f"{'-' if self.step is None else len(self.step)}"
+            )
+        return self
+
+    def to_metrics(self) -> MetricColumns:
+        values = self.value
+        if None in values:  # null stands for NaN
+            values = [math.nan if v is None else v for v in values]
+        return MetricColumns(self.key, values, self.timestamp, self.step)  # type: ignore[arg-type]
+
+
+# A list of records, or the same as columns (an object); the shape picks the one that validates,
+# so an error names the field of that shape alone.
+MetricsIn = Annotated[
+    Annotated[MetricColumnsIn, Tag("columns")]
+    | Annotated[Annotated[list[MetricIn], Field(max_length=MAX_ITEMS)], Tag("records")],
+    Discriminator(lambda v: "columns" if isinstance(v, dict | MetricColumnsIn) else "records"),
+]
+
+
+def metrics_of(body: MetricColumnsIn | list[MetricIn]) -> Sequence[Metric]:
+    if isinstance(body, MetricColumnsIn):
+        return body.to_metrics()
+    return [m.to_metric() for m in body]
 
 
 class ParamIn(In):
@@ -143,18 +188,18 @@ class RunUpdate(In):
     end_time: Int64 | None = None
     cpu_seconds: float | None = None
     peak_memory_bytes: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
-    metrics: Annotated[list[MetricIn], Field(max_length=MAX_ITEMS)] = []
+    metrics: MetricsIn = []
 
 
 class BatchIn(In):
-    metrics: Annotated[list[MetricIn], Field(max_length=MAX_ITEMS)] = []
+    metrics: MetricsIn = []
     params: Annotated[list[ParamIn], Field(max_length=1000)] = []
     tags: Annotated[list[TagIn], Field(max_length=1000)] = []
 
 
 class MultiMetricsIn(In):
     batches: Annotated[
-        dict[Annotated[str, Field(max_length=32)], list[MetricIn]], Field(max_length=10_000)
+        dict[Annotated[str, Field(max_length=32)], MetricsIn], Field(max_length=10_000)
     ]
 
 

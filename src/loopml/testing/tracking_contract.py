@@ -22,6 +22,7 @@ from loopml.tracking.entities import (
     ArtifactRecord,
     Lifecycle,
     Metric,
+    MetricColumns,
     Param,
     RunInput,
     RunStatus,
@@ -227,6 +228,18 @@ class TrackingStoreContract:
         assert tracking_store.get_run(run.run_id).metrics == {"loss": 0.5}
         tracking_store.log_batch(run.run_id, metrics=[Metric("loss", 0.4, t + 1, 2)], actor=ACTOR)
         assert tracking_store.get_run(run.run_id).metrics == {"loss": 0.4}
+
+    def test_columnar_batches_write_what_records_write(self, tracking_store):
+        run = self.new_run(tracking_store)
+        t = _now()
+        keys, values = ["loss", "loss", "acc", "loss"], [0.5, math.nan, 0.8, 0.9]
+        columns = MetricColumns(keys, values, [t, t, t, t + 1], [2, 0, 0, 2])
+        tracking_store.log_batch(run.run_id, metrics=columns, actor=ACTOR)
+        tracking_store.log_metrics_multi({run.run_id: columns[:1]})
+        history = tracking_store.get_metric_history(run.run_id, "loss")
+        assert [(m.step, m.timestamp) for m in history] == [(0, t), (2, t), (2, t), (2, t + 1)]
+        assert math.isnan(history[0].value)
+        assert tracking_store.get_run(run.run_id).metrics == {"loss": 0.9, "acc": 0.8}
 
     def test_nan_and_infinity_round_trip(self, tracking_store):
         run = self.new_run(tracking_store)

@@ -7,8 +7,9 @@ hot loops and dataclasses cost a fraction of the construction time.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -42,6 +43,49 @@ class Metric:
     value: float
     timestamp: int  # milliseconds since the epoch
     step: int = 0
+
+
+class MetricColumns(Sequence[Metric]):
+    """A batch of metrics held as four equal-length columns; reads as a sequence of :class:`Metric`.
+
+    What the REST API hands the store for a columnar batch: item ``i`` is ``keys[i]``,
+    ``values[i]``, ``timestamps[i]``, ``steps[i]``. A store that knows this type writes the
+    columns as they are (no record per value); any other code just iterates.
+    """
+
+    __slots__ = ("keys", "steps", "timestamps", "values")
+
+    def __init__(
+        self,
+        keys: list[str],
+        values: list[float],
+        timestamps: list[int],
+        steps: list[int] | None = None,
+    ) -> None:
+        steps = [0] * len(keys) if steps is None else steps
+        if not len(keys) == len(values) == len(timestamps) == len(steps):
+            raise ValueError(
+                "metric columns must have the same length, got "
+                f"{len(keys)}, {len(values)}, {len(timestamps)} and {len(steps)}"
+            )
+        self.keys, self.values, self.timestamps, self.steps = keys, values, timestamps, steps
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> Metric: ...
+    @overload
+    def __getitem__(self, index: slice) -> MetricColumns: ...
+    def __getitem__(self, index: int | slice) -> Metric | MetricColumns:
+        if isinstance(index, slice):
+            return MetricColumns(self.keys[index], self.values[index], self.timestamps[index],
+                                 self.steps[index])  # fmt: skip
+        return Metric(self.keys[index], self.values[index], self.timestamps[index],
+                      self.steps[index])  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"MetricColumns({len(self)} metrics, keys {sorted(set(self.keys))[:5]!r})"
 
 
 @dataclass(frozen=True, slots=True)

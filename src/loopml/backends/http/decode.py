@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from loopml.governance.audit import AuditEvent, ChainReport
@@ -31,11 +32,18 @@ def wire_number(value: float) -> float | str:
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
-def metric_json(m: Metric) -> dict[str, Any]:
-    value = m.value
-    # value - value is 0 for every finite float, NaN for NaN and ±inf: those travel as names.
-    wire = value if value - value == 0 else wire_number(value)
-    return {"key": m.key, "value": wire, "timestamp": m.timestamp, "step": m.step}
+def metric_columns(metrics: Sequence[Metric]) -> dict[str, list[Any]]:
+    """Metrics as the API's column form: four lists instead of a JSON object per value."""
+    values: list[Any] = [m.value for m in metrics]
+    # v - v is 0 for every finite float, NaN for NaN and ±inf: only those travel as names.
+    if not all(v - v == 0 for v in values):
+        values = [v if v - v == 0 else wire_number(v) for v in values]
+    return {
+        "key": [m.key for m in metrics],
+        "value": values,
+        "timestamp": [m.timestamp for m in metrics],
+        "step": [m.step for m in metrics],
+    }
 
 
 def experiment(d: dict[str, Any]) -> Experiment:

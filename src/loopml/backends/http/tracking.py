@@ -104,7 +104,7 @@ class HttpTrackingStore:
         body = {
             "status": RunStatus(status).value, "end_time": end_time, "cpu_seconds": cpu_seconds,
             "peak_memory_bytes": peak_memory_bytes,
-            "metrics": [decode.metric_json(m) for m in metrics],
+            "metrics": decode.metric_columns(metrics),
         }  # fmt: skip
         # Safe to repeat only without metrics; with them, a key makes the retry a no-op.
         headers = {"Idempotency-Key": uuid.uuid4().hex} if metrics else {}
@@ -121,7 +121,7 @@ class HttpTrackingStore:
         tags: Sequence[RunTag] = (), actor: str, idempotency_key: str | None = None,
     ) -> None:  # fmt: skip
         body = {
-            "metrics": [decode.metric_json(m) for m in metrics],
+            "metrics": decode.metric_columns(metrics),
             "params": [{"key": p.key, "value": p.value} for p in params],
             "tags": [{"key": t.key, "value": t.value} for t in tags],
         }
@@ -136,7 +136,7 @@ class HttpTrackingStore:
     ) -> None:
         if not batches:
             return
-        body = {"batches": {r: [decode.metric_json(m) for m in ms] for r, ms in batches.items()}}
+        body = {"batches": {r: decode.metric_columns(ms) for r, ms in batches.items()}}
         key = idempotency_key or uuid.uuid4().hex
         self._http.request(
             "POST", "/api/v1/metrics/batch", json=body, headers={"Idempotency-Key": key}

@@ -20,10 +20,13 @@ from loopml.artifacts.paths import clean_relpath
 from loopml.artifacts.store import ArtifactInfo
 from loopml.errors import IntegrityError, InvalidArgument
 from loopml.server.access import caller_of, protected
+from loopml.server.fastjson import OrjsonRoute
 from loopml.server.schemas import ERROR_RESPONSES
 from loopml.server.scopes import index_of, stack_of
 
-router = APIRouter(prefix="/api/v1", tags=["artifacts"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1", tags=["artifacts"], responses=ERROR_RESPONSES, route_class=OrjsonRoute
+)
 _CHUNK = 1 << 20
 
 

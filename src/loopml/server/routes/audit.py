@@ -9,10 +9,13 @@ from fastapi import APIRouter, Query, Request
 from loopml.errors import NotFound
 from loopml.governance.audit import AuditEvent, ChainReport
 from loopml.server.access import Caller, caller_of, protected
+from loopml.server.fastjson import OrjsonRoute
 from loopml.server.schemas import ERROR_RESPONSES
 from loopml.server.scopes import ProjectIndex, index_of, stack_of
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/audit", tags=["audit"], responses=ERROR_RESPONSES, route_class=OrjsonRoute
+)
 
 
 @router.get("/events", **protected("audit.read"))

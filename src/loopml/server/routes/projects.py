@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 
 from loopml.projects.entities import Kpi, Okr, Project, parse_direction, parse_judged_at
 from loopml.server.access import caller_of, protected
+from loopml.server.fastjson import OrjsonRoute
 from loopml.server.schemas import (
     ERROR_RESPONSES,
     KpiCreate,
@@ -16,7 +17,9 @@ from loopml.server.schemas import (
 )
 from loopml.server.scopes import project_scope, stack_of
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/projects", tags=["projects"], responses=ERROR_RESPONSES, route_class=OrjsonRoute
+)
 
 
 @router.get("", **protected("project.read"))

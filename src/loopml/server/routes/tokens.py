@@ -10,10 +10,13 @@ from pydantic import Field
 from loopml.errors import InvalidArgument, NotFound
 from loopml.governance.identity import ApiToken, IdentityStore, User
 from loopml.server.access import Caller, authenticated, caller_of
+from loopml.server.fastjson import OrjsonRoute
 from loopml.server.schemas import ERROR_RESPONSES, In, Out
 from loopml.server.scopes import stack_of
 
-router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/tokens", tags=["tokens"], responses=ERROR_RESPONSES, route_class=OrjsonRoute
+)
 
 
 class TokenCreate(In):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request
 
 from loopml.errors import InvalidArgument
 from loopml.server.access import caller_of, protected
+from loopml.server.fastjson import OrjsonRoute
 from loopml.server.schemas import (
     ERROR_RESPONSES,
     ArtifactRecordsIn,
@@ -26,6 +27,7 @@ from loopml.server.schemas import (
     SearchIn,
     TagIn,
     View,
+    metrics_of,
 )
 from loopml.server.scopes import experiment_scope, index_of, run_scope, stack_of
 from loopml.tracking.entities import (
@@ -38,7 +40,9 @@ from loopml.tracking.entities import (
     ViewType,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["tracking"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1", tags=["tracking"], responses=ERROR_RESPONSES, route_class=OrjsonRoute
+)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 
 
@@ -153,7 +157,7 @@ def update_run(request: Request, run_id: str, body: RunUpdate) -> Ok:
         end_time=body.end_time,
         cpu_seconds=body.cpu_seconds,
         peak_memory_bytes=body.peak_memory_bytes,
-        metrics=[m.to_metric() for m in body.metrics],
+        metrics=metrics_of(body.metrics),
         actor=caller_of(request).name,
     )
     return Ok()
@@ -178,7 +182,7 @@ def log_batch(
     """Metrics, params and tags at once. A repeated ``Idempotency-Key`` is applied once."""
     stack_of(request).tracking.log_batch(
         run_id,
-        metrics=[m.to_metric() for m in body.metrics],
+        metrics=metrics_of(body.metrics),
         params=[Param(p.key, p.value) for p in body.params],
         tags=[RunTag(t.key, t.value) for t in body.tags],
         actor=caller_of(request).name,
@@ -196,7 +200,7 @@ def log_metrics_multi(
     for run_id in body.batches:
         caller.require("run.write", index.of_run(run_id))
     stack_of(request).tracking.log_metrics_multi(
-        {run_id: [m.to_metric() for m in items] for run_id, items in body.batches.items()},
+        {run_id: metrics_of(items) for run_id, items in body.batches.items()},
         idempotency_key=idempotency_key,
     )
     return Ok()

@@ -24,11 +24,17 @@ from starlette.concurrency import run_in_threadpool
 from loopml.artifacts.store import ArtifactInfo
 from loopml.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from loopml.server.access import caller_of, protected
+from loopml.server.fastjson import OrjsonRoute
 from loopml.server.routes.artifacts import scoped_path
 from loopml.server.schemas import ERROR_RESPONSES, In, Out
 from loopml.server.scopes import stack_of
 
-router = APIRouter(prefix="/api/v1/artifact-uploads", tags=["artifacts"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/artifact-uploads",
+    tags=["artifacts"],
+    responses=ERROR_RESPONSES,
+    route_class=OrjsonRoute,
+)
 MAX_PARTS = 10_000
 STALE_SECONDS = 24 * 3600
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
