@@ -149,6 +149,10 @@ def test_iterative_models_log_curves_of_at_least_ten_steps(client, summary):
 def test_artifacts_are_logged_with_digests(client, summary):
     for run in _model_runs(client, summary):
         entries = {e.path: e for e in client.artifacts.list(run, recursive=True) if not e.is_dir}
+        if run.run_id == summary.best_run_id:  # released: its package, evaluation and card too
+            released = {p for p in entries if p.startswith(("model/", "evaluation/"))}
+            assert "model/loopml-model.yaml" in released and "evaluation/report.json" in released
+            entries = {p: e for p, e in entries.items() if p not in released | {"model_card.md"}}
         assert set(entries) == MODEL_ARTIFACTS
         assert all(e.sha256 and len(e.sha256) == 64 and e.size for e in entries.values())
         assert client.artifacts.read_bytes(run, "plots/roc.png").startswith(b"\x89PNG")
@@ -298,3 +302,28 @@ def test_import_loopml_does_not_load_the_demo():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# -- the release: the best run's model, gated, approved by a risk manager, in production ------
+def test_the_best_model_is_in_production_with_its_whole_history(client, summary):
+    from loopml.demo_registry import MODEL, RISK_MANAGER
+    from loopml.registry.entities import ApprovalStatus, Stage
+
+    registry = client.registry
+    production = registry.get_version_by_alias(MODEL, "production")
+    assert production.stage is Stage.PRODUCTION
+    assert production.run_id == summary.best_run_id
+    assert registry.get_registered_model(MODEL).aliases["champion"] == production.version
+    reports = registry.list_gate_reports(MODEL, production.version)
+    assert reports and all(r.passed for r in reports)
+    assert {c.name for c in reports[-1].checks} >= {"kpi fraud caught", "artifact model_card.md"}
+    [request] = registry.list_approval_requests(MODEL, production.version)
+    assert request.status is ApprovalStatus.APPROVED
+    assert [(d.user, d.role) for d in request.decisions] == [(RISK_MANAGER, "risk_manager")]
+    assert request.requested_by != RISK_MANAGER
+    width = production.signature["inputs"][0]["shape"][1]  # a tensor signature: (-1, features)
+    predictor = client.load_model(f"models:/{MODEL}@production")
+    assert predictor.predict_proba(np.zeros((2, width))).shape == (2, 2)
+    actions = [e.action for e in client.audit_events(object_type="model")]
+    assert "approval.grant" in actions and actions.count("model_version.transition") >= 3
+    assert client.verify_audit().ok

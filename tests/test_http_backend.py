@@ -7,6 +7,7 @@ import pytest
 from loopml.server.app import create_app
 from loopml.settings import Settings
 from loopml.stack import Stack
+from loopml.testing.registry_contract import RegistryContract
 from loopml.testing.tracking_contract import ProjectStoreContract, TrackingStoreContract
 from server_fixtures import in_process_stack, uvicorn_server
 
@@ -79,3 +80,15 @@ class TestLiveProjects(ProjectStoreContract):
     @pytest.fixture
     def project_store(self, live_remote):
         return live_remote.projects
+
+
+class TestInProcessRegistry(RegistryContract):
+    @pytest.fixture
+    def registry_stack(self, remote):
+        return remote
+
+
+class TestLiveRegistry(RegistryContract):
+    @pytest.fixture
+    def registry_stack(self, live_remote):
+        return live_remote

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from loopml.tracking import validation
 from loopml.tracking.buffer import MetricBuffer
 from loopml.tracking.entities import (
+    ArtifactRecord,
     Experiment,
     Metric,
     Page,
@@ -32,8 +33,13 @@ from loopml.tracking.entities import (
 from loopml.tracking.runinfo import RunUsage, source_info
 
 if TYPE_CHECKING:
+    from loopml.client_models import ModelInfo
     from loopml.governance.audit import AuditEvent, ChainReport
+    from loopml.models.evaluation import EvaluationResult, KpiCheck
+    from loopml.models.predictor import Predictor
     from loopml.projects.entities import Kpi, Okr, Project
+    from loopml.registry.api import ModelRegistry
+    from loopml.registry.entities import ModelVersion
     from loopml.settings import Settings
     from loopml.stack import Stack
     from loopml.tracking.artifacts import RunArtifacts
@@ -363,6 +369,46 @@ class Client:
         if changes.get("judged_at") is not None:
             changes["judged_at"] = parse_judged_at(changes["judged_at"])
         return self.stack.projects.update_kpi(project, name, actor=self.actor, **changes)
+
+    # models and registry ---------------------------------------------------------------------
+    @property
+    def registry(self) -> ModelRegistry:
+        """Registered models, versions, aliases, gates and approvals."""
+        if self.stack.registry is None:
+            from loopml.errors import Unavailable
+
+            raise Unavailable("this store has no model registry")
+        return self.stack.registry
+
+    def get_artifact_records(self, run_id: str) -> list[ArtifactRecord]:
+        """Every artifact file of the run with its recorded size and sha256."""
+        return self._tracking.list_artifact_records(run_id)
+
+    def log_model(self, run_id: str, model: Any, name: str = "model", **options: Any) -> ModelInfo:
+        """Save ``model`` as a safe package in the run (:func:`loopml.client_models.log_model`)."""
+        from loopml.client_models import log_model
+
+        return log_model(self, run_id, model, name, **options)
+
+    def register_model(self, source: str, name: str, **options: Any) -> ModelVersion:
+        """Register the package at ``runs:/<run_id>/<path>`` as the next version of ``name``."""
+        from loopml.client_models import register_model
+
+        return register_model(self, source, name, **options)
+
+    def load_model(self, ref: str, *, trust: bool | None = None) -> Predictor:
+        """Load ``runs:/…``, ``models:/name/3`` or ``models:/name@alias`` (digests verified)."""
+        from loopml.client_models import load_model
+
+        return load_model(self, ref, trust=trust)
+
+    def evaluate(
+        self, ref: str, data: Any, **options: Any
+    ) -> tuple[EvaluationResult, list[KpiCheck]]:
+        """Metrics per slice, plots, report and KPI checks of a model on ``data``."""
+        from loopml.client_models import evaluate
+
+        return evaluate(self, ref, data, **options)
 
     # audit ---------------------------------------------------------------------------------
     def audit_events(self, **filters: Any) -> list[AuditEvent]:

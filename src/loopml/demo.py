@@ -47,7 +47,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from loopml.client import Client
-from loopml.errors import AlreadyExists, Conflict, InvalidArgument
+from loopml.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from loopml.fluent import dataset_digest
 from loopml.settings import Settings
 from loopml.tracking.entities import Experiment, Run, RunInput, RunStatus
@@ -521,15 +521,21 @@ _KPIS: tuple[dict[str, Any], ...] = (
 
 
 def _train_all(client: Client, experiment_id: str, specs: Sequence[ModelSpec], data: _Data) -> None:
-    scores: dict[str, np.ndarray] = {}
+    scores: dict[str, tuple[np.ndarray, Any]] = {}
     for spec in specs:
         try:
-            run_id, proba = _train_run(client, experiment_id, spec, data)
+            run_id, proba, model = _train_run(client, experiment_id, spec, data)
         except ValueError:  # a bad configuration fails its run, not the sweep
             continue
-        scores[run_id] = proba
+        scores[run_id] = (proba, model)
     best = _best(client.search_runs(experiment_id, max_results=1000).items)
-    _tune_threshold(client, experiment_id, best, scores[best.run_id], data)
+    proba, model = scores[best.run_id]
+    _tune_threshold(client, experiment_id, best, proba, data)
+    from loopml.demo_registry import release_best
+
+    features = pd.DataFrame(data.x_val, columns=data.features)
+    release_best(client, PROJECT, best.run_id, model, features, data.y_val,
+                 data.validation[["merchant_category"]])  # fmt: skip
 
 
 @contextmanager
@@ -558,8 +564,9 @@ def _tracked_run(
 
 def _train_run(
     client: Client, experiment_id: str, spec: ModelSpec, data: _Data
-) -> tuple[str, np.ndarray]:
-    """Fit one model and log everything about it; return the run id and validation scores."""
+) -> tuple[str, np.ndarray, Any]:
+    """Fit one model and log everything about it; return the run id, validation scores and
+    the fitted model."""
     tags = {"model_family": spec.family, "author": spec.author}
     with _tracked_run(client, experiment_id, spec.name, tags) as run_id:
         client.log_inputs(run_id, data.inputs)
@@ -577,7 +584,7 @@ def _train_run(
         metrics = evaluate(data.y_val, proba)
         client.log_metrics(run_id, {**metrics, "fit_seconds": round(fit_seconds, 3)})
         _log_evaluation(client, run_id, spec, model, data, proba, metrics)
-    return run_id, proba
+    return run_id, proba, model
 
 
 def _log_curves(client: Client, run_id: str, model: Any, data: _Data, points: int = 25) -> None:
@@ -745,6 +752,14 @@ def describe(client: Client, summary: DemoSummary) -> str:
         lines.append(
             f"  KPI {kpi.name!r}: {kpi.metric} = {value:.4f}, target {kpi.target} -> {verdict}"
         )
+    from loopml.demo_registry import MODEL
+
+    try:
+        production = client.registry.get_version_by_alias(MODEL, "production")
+        lines.append(f"model {MODEL!r} version {production.version} is in production "
+                     f"(models:/{MODEL}@production)")  # fmt: skip
+    except NotFound:
+        pass
     return "\n".join(lines)
 
 

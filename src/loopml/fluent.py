@@ -21,6 +21,10 @@ from loopml.tracking.runinfo import UsageMeter
 
 if TYPE_CHECKING:
     from loopml.client import Client
+    from loopml.client_models import ModelInfo
+    from loopml.models.evaluation import EvaluationResult, KpiCheck
+    from loopml.models.predictor import Predictor
+    from loopml.registry.entities import ModelVersion
     from loopml.settings import Settings
 
 
@@ -324,3 +328,40 @@ def search_runs(
         ids, filter_string, order_by=order_by, max_results=max_results, page_token=page_token,
         view=view,
     )  # fmt: skip
+
+
+# models --------------------------------------------------------------------------------------
+def log_model(
+    model: Any, name: str = "model", *, signature: Any = None, input_example: Any = None,
+    registered_model_name: str | None = None, **options: Any,
+) -> ModelInfo:  # fmt: skip
+    """Save ``model`` as a safe package in the active run (one is started if none is).
+
+    >>> # loopml.log_model(clf, "model", input_example=X_test[:5], registered_model_name="fraud")
+    """
+    return get_client().log_model(
+        _run_id(), model, name, signature=signature, input_example=input_example,
+        registered_model_name=registered_model_name, **options,
+    )  # fmt: skip
+
+
+def register_model(model_uri: str, name: str, **options: Any) -> ModelVersion:
+    """Register the package at ``runs:/<run_id>/<path>`` as the next version of ``name``."""
+    return get_client().register_model(model_uri, name, **options)
+
+
+def load_model(model_uri: str, *, trust: bool | None = None) -> Predictor:
+    """``runs:/…``, ``models:/name/3`` or ``models:/name@alias`` → a predictor whose
+    ``predict`` checks its input against the signature."""
+    return get_client().load_model(model_uri, trust=trust)
+
+
+def evaluate(
+    model_uri: str, data: Any, *, target: str, task: str = "classification",
+    slices: Sequence[str] = (), run_id: str | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> tuple[EvaluationResult, list[KpiCheck]]:  # fmt: skip
+    """Standard metrics (overall and per slice), plots, a report and a model card draft, logged
+    to the model's run; the project's validation KPIs checked against them."""
+    return get_client().evaluate(model_uri, data, target=target, task=task, slices=slices,
+                                 run_id=run_id, feature_names=feature_names)  # fmt: skip

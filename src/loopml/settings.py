@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     background_jobs: bool = Field(default=False, description="Run periodic jobs (`loopml up`)")
     max_request_bytes: int = Field(default=64 * 2**20, ge=1024)
     max_artifact_bytes: int = Field(default=8 * 2**30, ge=1024)
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private and link-local addresses"
+        " (tests, on-premise receivers)",
+    )
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60)
+    trust_pickled_models: bool = Field(
+        default=False,
+        description="Load pickle-based model packages whose digest this platform recorded",
+    )
 
     @field_validator("home", mode="after")
     @classmethod

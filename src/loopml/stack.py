@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from loopml.governance.identity import IdentityStore
     from loopml.governance.sessions import SessionBackend
     from loopml.projects.store import ProjectStore
+    from loopml.registry.api import ModelRegistry
     from loopml.settings import Settings
     from loopml.tracking.store import TrackingStore
 
@@ -28,6 +29,7 @@ class Stack:
     close: Callable[[], None] = lambda: None  # releases connections (set by from_settings)
     identity: IdentityStore | None = None  # users and tokens: only where the database is
     sessions: SessionBackend | None = None  # browser sessions shared by server workers
+    registry: ModelRegistry | None = None  # the model registry (its rules run where the DB is)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stack:
@@ -35,13 +37,17 @@ class Stack:
         if uri.startswith(("http://", "https://")):
             return cls.remote(settings)
         from loopml.artifacts.factory import artifact_store_from_uri
+        from loopml.backends.events import WebhookPublisher
+        from loopml.backends.outbound import AddressPolicy
         from loopml.backends.sql.audit import SqlAuditStore
         from loopml.backends.sql.engine import Database, make_engine
         from loopml.backends.sql.identity import SqlIdentityStore
         from loopml.backends.sql.migrate import ensure_schema
         from loopml.backends.sql.projects import SqlProjectStore
+        from loopml.backends.sql.registry import SqlRegistryStore
         from loopml.backends.sql.sessions import SqlSessionBackend
         from loopml.backends.sql.tracking import SqlTrackingStore
+        from loopml.registry.service import RegistryService
 
         engine = make_engine(uri)
         ensure_schema(engine)
@@ -49,15 +55,34 @@ class Stack:
         artifacts = artifact_store_from_uri(
             settings.resolved_artifacts(), s3_endpoint_url=settings.s3_endpoint_url
         )
+        tracking, projects = SqlTrackingStore(db), SqlProjectStore(db)
+        registry_store = SqlRegistryStore(db)
+        webhooks = WebhookPublisher(
+            registry_store, AddressPolicy(allow_private=settings.webhook_allow_private),
+            settings.webhook_timeout,
+        )  # fmt: skip
+
+        def close() -> None:
+            webhooks.close()
+            db.dispose()
+
         return cls(
             settings=settings,
-            tracking=SqlTrackingStore(db),
-            projects=SqlProjectStore(db),
+            tracking=tracking,
+            projects=projects,
             audit=SqlAuditStore(db),
             artifacts=artifacts,
-            close=db.dispose,
+            close=close,
             identity=SqlIdentityStore(db),
             sessions=SqlSessionBackend(db),
+            registry=RegistryService(
+                registry_store,
+                tracking,
+                projects,
+                artifacts,
+                publish=webhooks,
+                check_webhook_url=webhooks.check_url,
+            ),
         )
 
     @classmethod
@@ -68,6 +93,7 @@ class Stack:
         """
         from loopml.backends.http.artifacts import HttpArtifactStore
         from loopml.backends.http.projects import HttpAuditStore, HttpProjectStore
+        from loopml.backends.http.registry import HttpRegistry
         from loopml.backends.http.tracking import HttpTrackingStore
         from loopml.backends.http.transport import HttpTransport
 
@@ -90,4 +116,5 @@ class Stack:
             audit=HttpAuditStore(transport),
             artifacts=artifacts,
             close=transport.close,
+            registry=HttpRegistry(transport),
         )

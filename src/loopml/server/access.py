@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Depends, Request
 
 from loopml.errors import PermissionDenied, Unauthenticated
+from loopml.governance.roles import Role
 
 ACCESS_KEY = "x-loopml-access"
 
@@ -26,6 +27,7 @@ class Caller:
     name: str
     may: Callable[[str, str | None], bool]  # (action, project_id or None) -> allowed
     is_admin: bool = False
+    roles: Callable[[str], frozenset[str]] = lambda _project_id: frozenset()  # held on a project
 
     def require(self, action: str, project_id: str | None) -> None:
         if not self.may(action, project_id):
@@ -39,7 +41,11 @@ Authenticator = Callable[[Request], Caller]
 
 def local_authenticator(user: str) -> Authenticator:
     """Auth off (loopback only): every request is the local user, allowed everything."""
-    caller = Caller(name=user, may=lambda _action, _project: True, is_admin=True)
+    every_role = frozenset(r.value for r in Role)
+    caller = Caller(
+        name=user, may=lambda _action, _project: True, is_admin=True,
+        roles=lambda _project: every_role,
+    )  # fmt: skip
 
     def authenticate(_request: Request) -> Caller:
         return caller

@@ -29,7 +29,16 @@ from loopml.server.access import (
 from loopml.server.jobs import JobRunner
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
-from loopml.server.routes import artifacts, audit, projects, tokens, tracking, ui, uploads
+from loopml.server.routes import (
+    artifacts,
+    audit,
+    projects,
+    registry,
+    tokens,
+    tracking,
+    ui,
+    uploads,
+)
 from loopml.server.scopes import ProjectIndex
 from loopml.stack import Stack
 
@@ -97,7 +106,7 @@ def create_app(
     errors.install(app)
     for router in (
         projects.router, tracking.router, artifacts.router, uploads.router, audit.router,
-        tokens.router,
+        tokens.router, registry.router,
     ):  # fmt: skip
         app.include_router(router)
     app.include_router(ui.router)  # the web UI, its /static files served by declared routes

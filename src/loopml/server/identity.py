@@ -7,6 +7,7 @@ from fastapi import Request
 
 from loopml.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from loopml.governance.identity import User
+from loopml.governance.roles import Role
 from loopml.server.access import Authenticator, Caller
 from loopml.server.sessions import session_of_request
 from loopml.stack import Stack
@@ -19,7 +20,15 @@ def token_authenticator(stack: Stack) -> Authenticator:
 
     def caller(user: User) -> Caller:
         principal = identity.principal(user)
-        return Caller(name=user.username, may=principal.can, is_admin=principal.is_admin)
+
+        def roles(project_id: str) -> frozenset[str]:
+            if principal.is_admin:  # an admin may act in any role (and is audited as such)
+                return frozenset(r.value for r in Role)
+            role = principal.roles_by_project.get(str(project_id))
+            return frozenset() if role is None else frozenset({role.value})
+
+        return Caller(name=user.username, may=principal.can, is_admin=principal.is_admin,
+                      roles=roles)  # fmt: skip
 
     def authenticate(request: Request) -> Caller:
         header = request.headers.get("authorization", "")

@@ -304,3 +304,92 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }  # fmt: skip
 """Declared on every router, so the OpenAPI spec documents the errors the API returns."""
+
+
+# model registry ------------------------------------------------------------------------------
+ModelName = Annotated[str, Field(min_length=1, max_length=128)]
+RiskTierIn = Literal["low", "medium", "high", "critical"]
+StageIn = Literal["candidate", "validated", "approved", "production", "archived"]
+Tags = Annotated[dict[Key, Annotated[str, Field(max_length=8000)]], Field(max_length=100)]
+
+
+class ModelCreate(In):
+    name: ModelName
+    project: Annotated[str, Field(max_length=128)] | None = None
+    description: Text = ""
+    owner: Annotated[str, Field(max_length=256)] = ""
+    risk_tier: RiskTierIn = "medium"
+    intended_use: Text = ""
+    tags: Tags = {}
+
+
+class ModelUpdate(In):
+    description: Text | None = None
+    owner: Annotated[str, Field(max_length=256)] | None = None
+    risk_tier: RiskTierIn | None = None
+    intended_use: Text | None = None
+    tags: Tags | None = None
+
+
+class VersionCreate(In):
+    source: Annotated[str, Field(min_length=1, max_length=1024)]
+    description: Text = ""
+    tags: Tags = {}
+
+
+class AliasIn(In):
+    version: Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class MetricGateIn(In):
+    metric: Key
+    threshold: float
+    direction: DirectionIn = "maximize"
+
+
+class ChampionGateIn(In):
+    metric: Key
+    direction: DirectionIn = "maximize"
+    min_improvement: Annotated[float, Field(ge=0)] = 0.0
+
+
+class PolicyIn(In):
+    metric_gates: Annotated[list[MetricGateIn], Field(max_length=100)] = []
+    champion_gates: Annotated[list[ChampionGateIn], Field(max_length=100)] = []
+    require_kpis: bool = True
+    required_artifacts: Annotated[
+        list[Annotated[str, Field(max_length=1024)]], Field(max_length=100)
+    ] = []
+    production_approvers: Annotated[
+        list[Annotated[str, Field(max_length=64)]], Field(max_length=10)
+    ] = []
+    champion_alias: Annotated[str, Field(min_length=1, max_length=64)] = "champion"
+
+
+class GatesIn(In):
+    target: StageIn = "validated"
+
+
+class PromoteIn(In):
+    to: StageIn
+    report_id: ShortId | None = None
+
+
+class OverrideIn(In):
+    reason: Annotated[str, Field(min_length=1, max_length=4000)]
+
+
+class ApprovalRequestIn(In):
+    comment: Text = ""
+
+
+class DecisionIn(In):
+    approve: bool
+    comment: Text = ""
+
+
+class WebhookIn(In):
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    secret: Annotated[str, Field(min_length=16, max_length=256)]
+    events: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=20)] = []
+    model: ModelName | None = None

@@ -10,6 +10,8 @@ from threading import Lock
 
 from fastapi import Request
 
+from loopml.errors import Unavailable
+from loopml.registry.api import ModelRegistry
 from loopml.stack import Stack
 
 
@@ -49,11 +51,21 @@ class ProjectIndex:
     def of_project(self, ref: str) -> str:
         return self._stack.projects.get_project(ref).project_id
 
+    def of_model(self, name: str) -> str:
+        """A registered model's project (looked up each time: listings must see new models)."""
+        return registry_of(self._stack).get_registered_model(name).project_id
+
 
 def stack_of(request: Request) -> Stack:
     """The stack the app serves (set by ``create_app``)."""
     stack: Stack = request.app.state.stack
     return stack
+
+
+def registry_of(stack: Stack) -> ModelRegistry:
+    if stack.registry is None:
+        raise Unavailable("this server has no model registry (it needs the metadata database)")
+    return stack.registry
 
 
 def index_of(request: Request) -> ProjectIndex:
@@ -63,6 +75,10 @@ def index_of(request: Request) -> ProjectIndex:
 
 def run_scope(request: Request) -> str:
     return index_of(request).of_run(request.path_params["run_id"])
+
+
+def model_scope(request: Request) -> str:
+    return index_of(request).of_model(request.path_params["name"])
 
 
 def experiment_scope(request: Request) -> str:

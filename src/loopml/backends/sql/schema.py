@@ -264,3 +264,99 @@ sessions = Table(
     Column("created_time", Double, nullable=False),
     Column("last_seen_time", Double, nullable=False, index=True),
 )
+
+# --- model registry (stage 4) -------------------------------------------------------------------
+# latest_version is the counter versions are numbered from: "UPDATE … SET latest_version =
+# latest_version + 1 … RETURNING" takes the row lock, so concurrent registrations get 1, 2, 3, …
+# and a rolled-back one gives its number back (no gaps).
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("project_id", ForeignKey("projects.project_id"), nullable=False, index=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("owner", String(256), nullable=False, default=""),
+    Column("risk_tier", String(16), nullable=False, default="medium"),
+    Column("intended_use", Text, nullable=False, default=""),
+    Column("tags", Text, nullable=False, default="{}"),  # JSON object
+    Column("policy", Text, nullable=False, default="{}"),  # JSON PromotionPolicy
+    Column("latest_version", BigInteger, nullable=False, default=0),
+    Column("created_time", BigInteger, nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", ForeignKey("registered_models.name"), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("source", String(1024), nullable=False),
+    Column("run_id", ForeignKey("runs.run_id"), nullable=False, index=True),
+    Column("digest", String(64), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("flavor", String(32), nullable=False, default=""),
+    Column("signature", Text, nullable=True),  # JSON
+    Column("datasets", Text, nullable=False, default="[]"),  # JSON list
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", Text, nullable=False, default="{}"),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("created_time", BigInteger, nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", ForeignKey("registered_models.name"), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False, default=""),
+    Column("updated_time", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+gate_reports = Table(
+    "gate_reports",
+    metadata,
+    Column("report_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("checks", Text, nullable=False),  # JSON list of {name, passed, detail}
+    Column("created_by", String(256), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+    Column("override_by", String(256), nullable=False, default=""),
+    Column("override_reason", Text, nullable=False, default=""),
+    Index("ix_gate_reports_name_version", "name", "version"),
+)
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("requested_by", String(256), nullable=False),
+    Column("required_roles", Text, nullable=False),  # JSON list
+    Column("status", String(16), nullable=False),
+    Column("decisions", Text, nullable=False, default="[]"),  # JSON list of Approval
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_time", BigInteger, nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
+    Index("ix_approval_requests_name_version", "name", "version"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", String(32), primary_key=True),
+    Column("url", String(2048), nullable=False),
+    Column("secret", String(256), nullable=False),  # the HMAC key: needed in clear to sign
+    Column("events", Text, nullable=False, default="[]"),
+    Column("model", String(128), nullable=True),
+    Column("created_by", String(256), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+)

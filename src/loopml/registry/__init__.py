@@ -1,0 +1,1 @@
+"""Stage 4: registered models, versions, aliases, promotion gates and approvals."""
