@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loopml.cli import admin, artifacts, audit, db, experiments, projects, runs, server, up
+from loopml.cli import admin, artifacts, audit, db, experiments, models, projects, runs, server, up
 from loopml.cli.output import console
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.add_typer(projects.app, name="projects")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")

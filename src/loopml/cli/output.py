@@ -75,7 +75,7 @@ def clean_errors() -> Iterator[None]:
     try:
         yield
     except LoopmlError as e:
-        err_console.print(f"[red]error:[/red] {e.message}", highlight=False)
+        err_console.print(f"[red]error:[/red] {e.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

@@ -37,6 +37,7 @@ from loopml.server.routes import (
     tokens,
     tracking,
     ui,
+    ui_models,
     uploads,
 )
 from loopml.server.scopes import ProjectIndex
@@ -110,6 +111,7 @@ def create_app(
     ):  # fmt: skip
         app.include_router(router)
     app.include_router(ui.router)  # the web UI, its /static files served by declared routes
+    app.include_router(ui_models.router)  # the model registry's pages
 
     metrics = HttpMetrics()
 
