@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         default=False,
         description="Load pickle-based model packages whose digest this platform recorded",
     )
+    # the inference server (`loopml serve`); a deployment's own settings override these
+    serve_port: int = Field(default=5101, ge=0, le=65535, description="`loopml serve` port")
+    serve_max_batch_size: int = Field(default=32, ge=1, le=10_000)
+    serve_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    serve_max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    serve_max_queue: int = Field(default=256, ge=0, le=100_000)
+    serve_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    serve_max_request_bytes: int = Field(default=8 * 2**20, ge=1024)
+    serve_memory_limit_mb: int | None = Field(default=None, ge=64, description="per process")
+    serve_cpu_limit_s: int | None = Field(default=None, ge=1, description="CPU seconds/process")
+    prediction_log_flush_s: float = Field(default=5.0, gt=0, le=3600)
+    prediction_log_sample_rate: float = Field(default=1.0, ge=0, le=1)
 
     @field_validator("home", mode="after")
     @classmethod
