@@ -3,8 +3,6 @@ tampered and untrusted packages refused (embedded and through the server)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,25 +12,8 @@ from loopml.errors import IntegrityError, InvalidArgument, NotFound, PermissionD
 from loopml.projects.entities import Direction, JudgedAt
 from loopml.settings import Settings
 from loopml.stack import Stack
+from model_fixtures import Doubler, Evil
 from server_fixtures import in_process_stack
-
-
-class Doubler:
-    def predict(self, data: object) -> np.ndarray:
-        return np.asarray(data, dtype=float) * 2
-
-
-class Evil:
-    """Unpickling this writes a marker file: what an attacker's pickle would do, harmlessly."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def predict(self, data: object) -> object:
-        return data
-
-    def __reduce__(self) -> tuple:
-        return (Path.write_text, (self.marker, "code ran"))
 
 
 @pytest.fixture(scope="module")

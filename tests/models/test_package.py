@@ -26,13 +26,7 @@ from loopml.models.package import (
     verify_package,
 )
 from loopml.models.signature import ColumnSpec, Signature
-
-
-class Doubler:
-    """A python-flavor model: any object with predict."""
-
-    def predict(self, data: object) -> np.ndarray:
-        return np.asarray(data, dtype=float) * 2
+from model_fixtures import Doubler
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import loopml
 from loopml.errors import IntegrityError, PermissionDenied
 from loopml.models.package import MANIFEST_NAME, load_package, manifest_digest, save_package
 from loopml.models.trust import unpickle
+from model_fixtures import Evil
 
 MARKER_NAME = "pwned.txt"
 
@@ -22,19 +23,6 @@ MARKER_NAME = "pwned.txt"
 class Benign:
     def predict(self, data: object) -> np.ndarray:
         return np.asarray(data, dtype=float) + 1
-
-
-class Evil:
-    """Unpickling this writes a marker file: what an attacker's pickle would do, harmlessly."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def predict(self, data: object) -> object:
-        return data
-
-    def __reduce__(self) -> tuple:
-        return (Path.write_text, (self.marker, "code ran"))
 
 
 def _resign(directory: Path) -> None:
