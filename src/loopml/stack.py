@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from loopml.artifacts.store import ArtifactStore
+    from loopml.backends.events import WebhookPublisher
     from loopml.governance.audit import AuditStore
     from loopml.governance.identity import IdentityStore
     from loopml.governance.sessions import SessionBackend
     from loopml.projects.store import ProjectStore
     from loopml.registry.api import ModelRegistry
+    from loopml.serving.deployment_store import DeploymentRegistry
     from loopml.settings import Settings
     from loopml.tracking.store import TrackingStore
 
@@ -30,6 +32,8 @@ class Stack:
     identity: IdentityStore | None = None  # users and tokens: only where the database is
     sessions: SessionBackend | None = None  # browser sessions shared by server workers
     registry: ModelRegistry | None = None  # the model registry (its rules run where the DB is)
+    webhooks: WebhookPublisher | None = None  # registry events to webhooks (``flush`` waits)
+    deployments: DeploymentRegistry | None = None  # routing configs of served models
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stack:
@@ -66,7 +70,7 @@ class Stack:
             webhooks.close()
             db.dispose()
 
-        return cls(
+        stack = cls(
             settings=settings,
             tracking=tracking,
             projects=projects,
@@ -83,7 +87,14 @@ class Stack:
                 publish=webhooks,
                 check_webhook_url=webhooks.check_url,
             ),
+            webhooks=webhooks,
         )
+        from loopml.backends.sql.deployments import SqlDeploymentStore
+        from loopml.serving.deployment_service import DeploymentService
+
+        assert stack.registry is not None
+        stack.deployments = DeploymentService(SqlDeploymentStore(db), stack.registry)
+        return stack
 
     @classmethod
     def remote(cls, settings: Settings, *, http_client: Any = None) -> Stack:
@@ -92,6 +103,7 @@ class Stack:
         Artifacts go through the server too unless ``LOOPML_ARTIFACTS`` names a store directly.
         """
         from loopml.backends.http.artifacts import HttpArtifactStore
+        from loopml.backends.http.deployments import HttpDeployments
         from loopml.backends.http.projects import HttpAuditStore, HttpProjectStore
         from loopml.backends.http.registry import HttpRegistry
         from loopml.backends.http.tracking import HttpTrackingStore
@@ -117,4 +129,5 @@ class Stack:
             artifacts=artifacts,
             close=transport.close,
             registry=HttpRegistry(transport),
+            deployments=HttpDeployments(transport),
         )

@@ -31,6 +31,7 @@ class WebhookPublisher:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._dispatcher: WebhookDispatcher | None = None
+        self._http: GuardedHttp | None = None
 
     def check_url(self, url: str) -> str:
         """Refuse a target now (clear error at registration); delivery checks it again."""
@@ -49,7 +50,7 @@ class WebhookPublisher:
     def _started(self) -> WebhookDispatcher:
         with self._lock:
             if self._dispatcher is None:
-                http = GuardedHttp(self.policy, self._timeout)
+                self._http = http = GuardedHttp(self.policy, self._timeout)
                 self._dispatcher = WebhookDispatcher(http, on_result=_logged)
                 self._dispatcher.start()
             return self._dispatcher
@@ -62,5 +63,8 @@ class WebhookPublisher:
     def close(self) -> None:
         with self._lock:
             dispatcher, self._dispatcher = self._dispatcher, None
+            http, self._http = self._http, None
         if dispatcher is not None:
             dispatcher.stop(timeout=5.0)
+        if http is not None:  # its pooled keep-alive connections
+            http.close()

@@ -331,6 +331,8 @@ class RegistryService:
             )
         if any(d.user == actor for d in request.decisions):
             raise Conflict(f"{actor} has already decided on request {request_id}")
+        if request.status is not ApprovalStatus.PENDING:
+            raise Conflict(f"approval request {request_id} is {request.status.value}, not pending")
         held = [r for r in request.missing_roles if r in set(roles)]
         if not held:
             needed = ", ".join(request.missing_roles) or "none left"
@@ -339,17 +341,24 @@ class RegistryService:
         decided = self.store.decide_approval(
             request_id, role=held[0], user=actor, approved=approve, comment=comment
         )
+        moved = False
         if decided.status is ApprovalStatus.APPROVED:
             version = self.store.get_model_version(decided.name, decided.version)
             if version.stage is Stage.VALIDATED:
                 self.store.transition(decided.name, decided.version, to=Stage.APPROVED,
                                       expected=Stage.VALIDATED, actor=actor,
                                       request_id=request_id)  # fmt: skip
+                moved = True
         event = "approval.granted" if approve else "approval.rejected"
         self._publish(event, decided.name, {
             "request_id": request_id, "name": decided.name, "version": decided.version,
             "role": held[0], "by": actor, "status": decided.status.value,
         })  # fmt: skip
+        if moved:  # a stage change like any other: subscribers to stages hear of it too
+            self._publish("model_version.stage", decided.name, {
+                "name": decided.name, "version": decided.version, "from": Stage.VALIDATED.value,
+                "to": Stage.APPROVED.value, "actor": actor,
+            })  # fmt: skip
         return decided
 
     # webhooks ----------------------------------------------------------------------------------

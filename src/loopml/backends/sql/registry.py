@@ -341,6 +341,8 @@ class SqlRegistryStore:
                     f"model {name!r} version {version} is {current.stage.value}, "
                     f"not {Stage(expected).value}: someone moved it; look again and retry"
                 )
+            if Stage(to) in (Stage.CANDIDATE, Stage.ARCHIVED):  # sent back: approvals lapse
+                self._cancel_requests(conn, name, [version], now)
             retired: list[int] = []
             if retire_stage is not None:
                 retired = list(conn.execute(
@@ -349,6 +351,7 @@ class SqlRegistryStore:
                         _VERSIONS.stage == Stage(retire_stage).value)
                 ).scalars())  # fmt: skip
                 if retired:
+                    self._cancel_requests(conn, name, retired, now)
                     conn.execute(
                         model_versions.update()
                         .where(_VERSIONS.name == name, _VERSIONS.version.in_(retired))
@@ -363,6 +366,18 @@ class SqlRegistryStore:
 
         self._db.write(work)
         return self.get_model_version(name, version)
+
+    @staticmethod
+    def _cancel_requests(conn: Connection, name: str, versions: list[int], now: int) -> None:
+        """A version leaving the road to production takes its open and granted approvals along:
+        coming back needs a new request."""
+        conn.execute(
+            approval_requests.update()
+            .where(approval_requests.c.name == name, approval_requests.c.version.in_(versions),
+                   approval_requests.c.status.in_([ApprovalStatus.PENDING.value,
+                                                   ApprovalStatus.APPROVED.value]))
+            .values(status=ApprovalStatus.CANCELLED.value, updated_time=now)
+        )  # fmt: skip
 
     # policy and gate reports -----------------------------------------------------------------
     def set_policy(self, name: str, policy: PromotionPolicy, *, actor: str) -> None:
@@ -459,7 +474,16 @@ class SqlRegistryStore:
         request_id = uuid.uuid4().hex
 
         def work(conn: Connection) -> None:
+            self._lock_model(conn, name)  # one open request per version, even when two ask at once
             self._load_version(conn, name, version)
+            open_request = conn.execute(
+                sa.select(approval_requests.c.request_id).where(
+                    approval_requests.c.name == name, approval_requests.c.version == version,
+                    approval_requests.c.status == ApprovalStatus.PENDING.value)
+            ).scalar()  # fmt: skip
+            if open_request is not None:
+                raise Conflict(f"model {name!r} version {version} already has a pending request "
+                               f"({open_request})")  # fmt: skip
             now = now_ms()
             conn.execute(approval_requests.insert().values(
                 request_id=request_id, name=name, version=version, target=Stage(target).value,
