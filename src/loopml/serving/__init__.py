@@ -1,0 +1,1 @@
+"""Stage 4: the inference server, batching, routing, the prediction log and load tests."""
