@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from loopml.cli import admin, artifacts, audit, db, experiments, models, projects, runs, server, up
+from loopml.cli import (
+    admin,
+    artifacts,
+    audit,
+    db,
+    deploy,
+    experiments,
+    loadtest,
+    models,
+    predict,
+    projects,
+    runs,
+    server,
+    up,
+)
 from loopml.cli.output import console
 
 app = typer.Typer(
@@ -18,12 +32,15 @@ app.add_typer(projects.app, name="projects")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(deploy.app, name="deploy")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.add_typer(admin.app, name="admin")
 app.command("server")(server.serve)
 app.command("up")(up.up)
+app.command("loadtest")(loadtest.loadtest)
+app.command("predict")(predict.predict)
 
 
 @app.command()

@@ -32,6 +32,7 @@ from loopml.server.metrics import HttpMetrics, MetricsMiddleware
 from loopml.server.routes import (
     artifacts,
     audit,
+    deployments,
     projects,
     registry,
     tokens,
@@ -107,7 +108,7 @@ def create_app(
     errors.install(app)
     for router in (
         projects.router, tracking.router, artifacts.router, uploads.router, audit.router,
-        tokens.router, registry.router,
+        tokens.router, registry.router, deployments.router,
     ):  # fmt: skip
         app.include_router(router)
     app.include_router(ui.router)  # the web UI, its /static files served by declared routes

@@ -393,3 +393,55 @@ class WebhookIn(In):
     secret: Annotated[str, Field(min_length=16, max_length=256)]
     events: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=20)] = []
     model: ModelName | None = None
+
+
+# deployments ---------------------------------------------------------------------------------
+DeploymentName = Annotated[str, Field(min_length=1, max_length=128)]
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+TrafficWeight = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+Revision = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class TargetIn(In):
+    model: ModelName
+    version: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    alias: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    weight: TrafficWeight = 0.0
+    shadow: bool = False
+
+
+class DeploymentSpecIn(In):
+    targets: Annotated[list[TargetIn], Field(min_length=1, max_length=100)]
+    shadow_share: Share = 1.0
+    sticky_key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    max_batch_size: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    max_wait_ms: Annotated[float, Field(ge=0, le=60_000, allow_inf_nan=False)] | None = None
+    sample_rate: Share = 1.0
+    redact: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=250)], Literal["drop", "hash"]],
+        Field(max_length=1000),
+    ] = {}
+
+
+class DeploymentCreate(In):
+    name: DeploymentName
+    project: Annotated[str, Field(max_length=128)] | None = None
+    description: Text = ""
+    spec: DeploymentSpecIn
+
+
+class DeploymentUpdate(In):
+    spec: DeploymentSpecIn
+    expected_revision: Revision | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=256)] = "update"
+
+
+class TrafficIn(In):
+    weights: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=200)], TrafficWeight],
+        Field(min_length=1, max_length=100),
+    ]
+
+
+class RollbackIn(In):
+    to_revision: Revision | None = None

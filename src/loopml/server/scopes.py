@@ -55,6 +55,12 @@ class ProjectIndex:
         """A registered model's project (looked up each time: listings must see new models)."""
         return registry_of(self._stack).get_registered_model(name).project_id
 
+    def of_deployment(self, name: str) -> str:
+        """A deployment's project (looked up each time: deployments come and go)."""
+        if self._stack.deployments is None:
+            raise Unavailable("this server has no deployments (they need the metadata database)")
+        return self._stack.deployments.get_deployment(name).project_id
+
 
 def stack_of(request: Request) -> Stack:
     """The stack the app serves (set by ``create_app``)."""
@@ -79,6 +85,10 @@ def run_scope(request: Request) -> str:
 
 def model_scope(request: Request) -> str:
     return index_of(request).of_model(request.path_params["name"])
+
+
+def deployment_scope(request: Request) -> str:
+    return index_of(request).of_deployment(request.path_params["name"])
 
 
 def experiment_scope(request: Request) -> str:

@@ -360,3 +360,32 @@ webhooks = Table(
     Column("created_by", String(256), nullable=False),
     Column("created_time", BigInteger, nullable=False),
 )
+
+# --- deployments (stage 4) ------------------------------------------------------------------------
+# The current spec is on the deployment's row; every revision (the first one too) is kept beside
+# it. `revision` is compared-and-set on each change, so a stale writer gets a Conflict.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("project_id", ForeignKey("projects.project_id"), nullable=False, index=True),
+    Column("spec", Text, nullable=False),  # JSON DeploymentSpec
+    Column("revision", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_by", String(256), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
+)
+
+deployment_revisions = Table(
+    "deployment_revisions",
+    metadata,
+    Column("name", ForeignKey("deployments.name"), primary_key=True),
+    Column("revision", BigInteger, primary_key=True),
+    Column("spec", Text, nullable=False),  # JSON DeploymentSpec
+    Column("actor", String(256), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("reason", String(256), nullable=False),
+    sqlite_with_rowid=False,
+)

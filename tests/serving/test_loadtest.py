@@ -1,0 +1,235 @@
+"""Load tests against a tiny threaded HTTP server: counts add up, percentiles are ordered, the
+open loop sends what it schedules, the gates exit 2, rows/s comes from the payload."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from loopml.backends.http.loadgen import run_http_load
+from loopml.cli.main import app
+from loopml.serving.loadtest import (
+    LatencySummary,
+    LoadResult,
+    check_gates,
+    percentile,
+    rows_in_payload,
+    run_load,
+)
+
+OIP_PAYLOAD = {
+    "inputs": [{"name": "x", "shape": [32, 2], "datatype": "FP64", "data": [0.5] * 64}],
+}
+
+
+@contextmanager
+def toy_server(*, error_every: int = 0, delay_s: float = 0.0) -> Iterator[str]:
+    """200 after ``delay_s``; every ``error_every``-th request (counting from 1) is a 500."""
+    count = 0
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def setup(self) -> None:
+            super().setup()  # headers and body go out in two writes: do not let Nagle hold one
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def _answer(self) -> None:
+            nonlocal count
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            with lock:
+                count += 1
+                n = count
+            if delay_s:
+                time.sleep(delay_s)
+            status = 500 if error_every and n % error_every == 0 else 200
+            body = b'{"ok": true}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address) -> None:
+            pass  # a client that gave up (timeout test) is not a server failure
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/predict"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _ordered(latency: LatencySummary) -> bool:
+    return latency.min_ms <= latency.p50_ms <= latency.p90_ms <= latency.p99_ms <= latency.max_ms
+
+
+def test_closed_loop_counts_add_up_and_percentiles_are_ordered():
+    with toy_server(error_every=5, delay_s=0.002) as url:
+        result = run_http_load(url, concurrency=4, duration_s=0.6, warmup_s=0.1)
+    assert result.mode == "closed" and result.sent > 20
+    assert result.ok + result.error_count == result.sent
+    assert set(result.errors) == {"http_5xx"}
+    assert 0.1 < result.error_rate < 0.3  # every fifth request, warmup aside
+    assert result.latency.count == result.sent  # a 500 is an answer: its latency counts
+    assert _ordered(result.latency)
+    assert result.requests_per_s > 0 and result.rows_per_request == 1
+
+
+def test_open_loop_sends_the_scheduled_count():
+    with toy_server() as url:
+        result = run_http_load(url, concurrency=4, duration_s=2.0, rate=50)
+    assert result.mode == "open"
+    assert 95 <= result.sent <= 105  # 50/s for 2 s: the schedule has 100 slots
+    assert result.ok == result.sent and result.errors == {}
+
+
+def test_refused_connections_and_timeouts_are_errors_without_latency():
+    from server_fixtures import free_port
+
+    refused = run_http_load(f"http://127.0.0.1:{free_port()}/", concurrency=2, duration_s=0.2)
+    assert refused.sent > 0 and refused.ok == 0
+    assert refused.errors == {"connection": refused.sent} and refused.latency.count == 0
+    with toy_server(delay_s=0.5) as url:
+        slow = run_http_load(url, concurrency=2, duration_s=0.2, timeout_s=0.05)
+    assert slow.sent > 0 and slow.errors == {"timeout": slow.sent}
+    assert check_gates(slow, max_p99_ms=100) == [
+        "no request was answered, so p99 cannot be within 100 ms"
+    ]
+
+
+def test_rows_per_second_comes_from_the_payload():
+    payload = json.dumps(OIP_PAYLOAD).encode()
+    with toy_server() as url:
+        result = run_http_load(url, concurrency=2, duration_s=0.3, payload=payload)
+    assert result.target.startswith("POST ") and result.rows_per_request == 32
+    assert result.rows_per_s == pytest.approx(result.ok * 32 / result.duration_s)
+
+
+@pytest.mark.parametrize(
+    ("payload", "rows"),
+    [
+        (OIP_PAYLOAD, 32),
+        ({"dataframe_split": {"columns": ["a"], "data": [[1], [2], [3]]}}, 3),
+        ({"dataframe_records": [{"a": 1}, {"a": 2}]}, 2),
+        ([{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}], 4),
+        ({"instances": [[1, 2]] * 5}, 5),
+        ({"inputs": {"a": [1, 2], "b": [3, 4]}}, 2),
+        ({"a": [1, 2, 3], "b": [4, 5, 6]}, 3),
+        ({"a": 1}, 1),
+        ("not json at all", 1),
+        (None, 1),
+    ],
+)
+def test_rows_in_payload(payload, rows):
+    if payload is None:
+        raw = None
+    elif isinstance(payload, str):
+        raw = payload.encode()
+    else:
+        raw = json.dumps(payload).encode()
+    assert rows_in_payload(raw) == rows
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert [percentile(values, p) for p in (50, 90, 99, 100)] == [50.0, 90.0, 99.0, 100.0]
+    one = LatencySummary.of([0.004])
+    assert one.p50_ms == one.p99_ms == one.max_ms == pytest.approx(4.0)
+
+
+def test_gates():
+    result = LoadResult(target="x", mode="closed", concurrency=1, duration_s=1.0, rate=None,
+                        sent=100, ok=97, errors={"http_5xx": 3},
+                        latency=LatencySummary.of([0.010] * 98 + [0.050] * 2))  # fmt: skip
+    assert check_gates(result) == []
+    assert check_gates(result, max_p99_ms=60, max_error_rate=0.05) == []
+    failures = check_gates(result, max_p99_ms=20, max_error_rate=0.01)
+    assert failures == [
+        "error rate 3.00% (3 of 100) exceeds --max-error-rate 0.01",
+        "p99 latency 50.0 ms exceeds --max-p99-ms 20",
+    ]
+
+
+def test_a_broken_sender_counts_as_an_error_and_the_run_goes_on():
+    class Broken:
+        def __call__(self) -> str:
+            raise RuntimeError("bug")
+
+        def close(self) -> None:
+            pass
+
+    result = run_load(Broken, concurrency=2, duration_s=0.05)
+    assert result.sent > 0 and result.errors == {"other": result.sent}
+
+
+runner = CliRunner()
+
+
+def test_cli_prints_writes_json_and_passes_gates(tmp_path):
+    out = tmp_path / "load.json"
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps(OIP_PAYLOAD))
+    with toy_server() as url:
+        res = runner.invoke(app, ["loadtest", url, "--concurrency", "2", "--duration", "0.5",
+                                  "--payload", str(payload), "--header", "X-Test: 1",
+                                  "--json-out", str(out), "--max-error-rate", "0.01"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "p99 (ms)" in res.output and "rows/s" in res.output
+    report = json.loads(out.read_text())
+    assert report["ok"] + report["error_count"] == report["sent"] > 0
+    assert report["rows_per_request"] == 32 and report["gates"]["failures"] == []
+    lat = report["latency"]
+    assert lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+
+
+def test_cli_error_rate_gate_exits_2():
+    with toy_server(error_every=5) as url:
+        res = runner.invoke(app, ["loadtest", url, "-c", "2", "-d", "0.5",
+                                  "--max-error-rate", "0.01"])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "gate failed" in res.output and "--max-error-rate 0.01" in res.output
+
+
+def test_cli_p99_gate_exits_2_against_a_slow_server():
+    with toy_server(delay_s=0.02) as url:
+        res = runner.invoke(app, ["loadtest", url, "-c", "2", "-d", "0.5", "--max-p99-ms", "1"])
+        assert res.exit_code == 2, res.output
+        assert "--max-p99-ms 1" in res.output
+        res = runner.invoke(app, ["loadtest", url, "-c", "2", "--rate", "20", "-d", "0.5"])
+        assert res.exit_code == 0, res.output  # no gate asked: exit 0
+
+
+def test_cli_bad_arguments_are_one_line_errors(tmp_path):
+    bad_json = tmp_path / "p.json"
+    bad_json.write_text("{nope")
+    for args in (["ftp://x"], ["http://127.0.0.1:9/", "--payload", str(tmp_path / "missing")],
+                 ["http://127.0.0.1:9/", "--payload", str(bad_json)],
+                 ["http://127.0.0.1:9/", "--header", "no-colon"],
+                 ["http://127.0.0.1:9/", "--max-error-rate", "5"]):  # fmt: skip
+        res = runner.invoke(app, ["loadtest", *args, "-d", "0.1"])
+        assert res.exit_code == 1, (args, res.output)
+        assert res.output.startswith("error:") and "Traceback" not in res.output
