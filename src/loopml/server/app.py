@@ -38,6 +38,7 @@ from loopml.server.routes import (
     tokens,
     tracking,
     ui,
+    ui_deployments,
     ui_models,
     uploads,
 )
@@ -113,6 +114,7 @@ def create_app(
         app.include_router(router)
     app.include_router(ui.router)  # the web UI, its /static files served by declared routes
     app.include_router(ui_models.router)  # the model registry's pages
+    app.include_router(ui_deployments.router)  # the deployments' pages
 
     metrics = HttpMetrics()
 
