@@ -16,6 +16,7 @@ from loopml.cli import (
     predict,
     projects,
     runs,
+    serve,
     server,
     up,
 )
@@ -38,6 +39,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.add_typer(admin.app, name="admin")
 app.command("server")(server.serve)
+app.command("serve")(serve.serve_model)
 app.command("up")(up.up)
 app.command("loadtest")(loadtest.loadtest)
 app.command("predict")(predict.predict)

@@ -1,0 +1,96 @@
+"""``loopml serve MODEL_REF``: the inference server (OIP V2, /predict, /invocations) on uvicorn."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import typer
+
+from loopml.cli.output import command, console
+
+_NO_AUTH_HELP = (
+    "Allow a --host beyond loopback. The inference server has no authentication yet: anyone "
+    "who can reach the port can call the model and read its metadata, so only use this behind "
+    "a proxy that authenticates, or on a network you trust."
+)
+
+
+@command
+def serve_model(
+    model_ref: str = typer.Argument(..., help="runs:/<run>/<path>, models:/<name>/<v> or @alias"),
+    host: str = typer.Option("127.0.0.1", help="Bind address (loopback unless the flag below)."),
+    port: int | None = typer.Option(None, help="Port (default: the serve_port setting, 5101)."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (each loads the model)."),
+    max_batch_size: int | None = typer.Option(None, min=1, help="Rows per predict call."),
+    max_wait_ms: float | None = typer.Option(None, min=0, help="Wait for a batch to fill (ms)."),
+    max_concurrency: int | None = typer.Option(None, min=1, help="Requests in flight."),
+    max_queue: int | None = typer.Option(None, min=0, help="Requests waiting (then 503)."),
+    timeout: float | None = typer.Option(None, min=0.001, help="Seconds per request (then 504)."),
+    memory_limit_mb: int | None = typer.Option(None, min=64, help="Memory cap per process."),
+    cpu_limit_s: int | None = typer.Option(None, min=1, help="CPU-seconds cap per process."),
+    trust: bool | None = typer.Option(
+        None, "--trust/--no-trust", help="Load pickle-based packages this platform recorded."
+    ),
+    expose_without_auth: bool = typer.Option(False, "--expose-without-auth", help=_NO_AUTH_HELP),
+) -> None:
+    """Serve a model: Open Inference Protocol V2 under /v2, /predict, /invocations (MLflow's
+    format), /feedback and /metrics. Settings: LOOPML_SERVE_* (flags override them)."""
+    import uvicorn
+
+    from loopml.models.refs import parse_model_ref
+    from loopml.server.inference import InferenceServerSpec, check_inference_bind
+    from loopml.server.main import NoDelayHttpProtocol
+    from loopml.serving.limits import apply_limits
+    from loopml.settings import Settings
+
+    check_inference_bind(host, expose_without_auth)
+    parse_model_ref(model_ref)  # a typo fails here, not in every worker
+    s = Settings()
+    spec = InferenceServerSpec(
+        source=model_ref, trust=trust,
+        max_batch_size=_pick(max_batch_size, s.serve_max_batch_size),
+        max_wait_ms=_pick(max_wait_ms, s.serve_max_wait_ms),
+        max_concurrency=_pick(max_concurrency, s.serve_max_concurrency),
+        max_queue=_pick(max_queue, s.serve_max_queue),
+        timeout_s=_pick(timeout, s.serve_timeout_s),
+        max_request_bytes=s.serve_max_request_bytes,
+    )  # fmt: skip
+    bind_port = _pick(port, s.serve_port)
+    # rlimits are inherited by the worker processes: each gets its own cap
+    limits = apply_limits(
+        _pick(memory_limit_mb, s.serve_memory_limit_mb),
+        _pick(cpu_limit_s, s.serve_cpu_limit_s),
+        processes=workers,
+    )
+    options = {"host": host, "port": bind_port, "log_level": "warning",
+               "http": NoDelayHttpProtocol}  # fmt: skip
+    if workers == 1:
+        app = spec()  # load now: a bad reference is one clean error line
+        console.print(f"loopml serve {model_ref} on http://{host}:{bind_port}  (limits: {limits})")
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        return
+    # Several workers: each process unpickles the spec and builds its own app (uvicorn.run only
+    # takes import strings for that, and the reference travels in the spec, not the environment).
+    # Load once here first: a bad reference is one error line, not a crash loop of workers, and
+    # the workers find the package in the model cache.
+    from uvicorn.supervisors import Multiprocess
+
+    from loopml.cli.context import get_client, reset_client
+    from loopml.server.inference import model_set_from_ref
+
+    model_set_from_ref(get_client(), model_ref, trust=trust)
+    reset_client()
+
+    config = uvicorn.Config(spec, factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    console.print(
+        f"loopml serve {model_ref} on http://{host}:{bind_port}, {workers} workers  "
+        f"(limits: {limits})"
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+T = TypeVar("T")
+
+
+def _pick(value: T | None, default: T) -> T:
+    return default if value is None else value

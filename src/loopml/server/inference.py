@@ -1,0 +1,217 @@
+"""The inference server: ``create_inference_app(models)`` serves a :class:`ModelSet` over HTTP.
+
+Routes: Open Inference Protocol V2 REST (``/v2/health/live``, ``/v2/health/ready``,
+``/v2/models/{name}[/versions/{v}]``, ``…/ready``, ``…/infer``), ``/predict`` (records or
+columns), ``/invocations`` (MLflow's scoring format), ``/feedback``, ``/metrics`` and ``/ping``.
+The routes are in :mod:`loopml.server.inference_routes`, the request path in
+:mod:`loopml.server.inference_runtime`; batching and admission in
+:mod:`loopml.serving`. ``loopml serve`` builds the app in each worker from an
+:class:`InferenceServerSpec` (picklable, so uvicorn's worker processes can receive it).
+
+>>> from fastapi.testclient import TestClient
+>>> from loopml.serving.modelset import SingleModel
+>>> class Twice:
+...     flavor, signature = "python", None
+...     def prepare(self, data): return data
+...     def predict(self, data): return data * 2
+>>> client = TestClient(create_inference_app(SingleModel("twice", "1", Twice())))
+>>> client.post("/predict", json={"instances": [1.5, 2]}).json()
+{'predictions': [3.0, 4.0], 'model': 'twice', 'version': '1'}
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from prometheus_client import Counter, Gauge, Histogram
+
+from loopml import __version__
+from loopml.errors import InvalidArgument
+from loopml.server import errors
+from loopml.server.inference_routes import inference_router
+from loopml.server.inference_runtime import Runtime
+from loopml.server.limits import BodyLimit
+from loopml.server.main import is_loopback
+from loopml.server.metrics import HttpMetrics, MetricsMiddleware
+from loopml.serving.admission import Admission
+from loopml.serving.batching import PredictPool
+from loopml.serving.modelset import ModelSet, SingleModel
+from loopml.serving.protocol import FeedbackEvent, PredictionEvent, clean_request_id
+
+if TYPE_CHECKING:
+    from loopml.client import Client
+
+
+class InferenceMetrics(HttpMetrics):
+    """Requests by route and status and their latency (HttpMetrics), plus the serving gauges."""
+
+    def __init__(self, admission: Admission, pool: PredictPool, max_batch_size: int) -> None:
+        super().__init__()
+        r = self.registry
+        buckets = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, max_batch_size})
+        self.batch_rows = Histogram(
+            "loopml_serving_batch_rows", "Rows per predict call", registry=r,
+            buckets=[b for b in buckets if b <= max_batch_size],
+        )  # fmt: skip
+        self.rejected = Counter(
+            "loopml_serving_rejected_total", "Requests refused (503) or timed out (504)",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.shadow_dropped = Counter(
+            "loopml_serving_shadow_dropped_total", "Shadow predictions skipped under load",
+            registry=r,
+        )  # fmt: skip
+        Gauge("loopml_serving_queue_depth", "Requests waiting for a slot", registry=r
+              ).set_function(lambda: admission.waiting)  # fmt: skip
+        Gauge("loopml_serving_in_flight", "Requests holding a slot", registry=r
+              ).set_function(lambda: admission.in_flight)  # fmt: skip
+        Gauge("loopml_serving_stuck_predictions", "Predictions running past their deadline",
+              registry=r).set_function(lambda: pool.stuck)  # fmt: skip
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's sane ``X-Request-ID``, else a new one) and puts
+    it on the response, so a caller can send ``/feedback`` for it later."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = None
+        for key, value in scope.get("headers", ()):
+            if key == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        rid = clean_request_id(given)
+        scope.setdefault("state", {})["request_id"] = rid
+        header = (b"x-request-id", rid.encode())
+
+        async def with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, with_id)
+
+
+def create_inference_app(
+    models: ModelSet, *, max_batch_size: int = 32, max_wait_ms: float = 2.0,
+    max_concurrency: int = 64, max_queue: int = 256, timeout_s: float = 10.0,
+    max_request_bytes: int = 8 * 2**20,
+    on_prediction: Callable[[PredictionEvent], None] | None = None,
+    on_feedback: Callable[[FeedbackEvent], None] | None = None,
+    predict_threads: int | None = None,
+) -> FastAPI:  # fmt: skip
+    """The inference app over ``models`` (defaults are the ``serve_*`` settings' defaults).
+
+    ``on_prediction`` gets a :class:`PredictionEvent` per answered request (and per shadow
+    prediction) after the answer is sent; ``on_feedback`` gets each ``/feedback``. Both are called
+    on the event loop: they must only hand the event over (a queue append), never block.
+    """
+    if max_batch_size < 1 or max_wait_ms < 0 or timeout_s <= 0:
+        raise InvalidArgument("need max_batch_size >= 1, max_wait_ms >= 0 and timeout_s > 0")
+    pool = PredictPool(predict_threads)
+    admission = Admission(max_concurrency, max_queue)
+    metrics = InferenceMetrics(admission, pool, max_batch_size)
+    rt = Runtime(models, admission, pool, max_batch_size, max_wait_ms, timeout_s, metrics,
+                 on_prediction, on_feedback)  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(title="loopml inference", version=__version__, lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)  # fmt: skip
+    app.state.inference = rt
+    errors.install(app)
+    app.include_router(inference_router(rt))
+    app.add_middleware(BodyLimit, max_bytes=max_request_bytes, max_artifact_bytes=max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+# -- building the server from a model reference (what `loopml serve` runs) ----------------------
+
+ModelSetBuilder = Callable[["Client", "InferenceServerSpec"], ModelSet]
+
+
+def model_set_from_ref(client: Client, ref: str, *, trust: bool | None = None) -> SingleModel:
+    """One model from ``runs:/…`` (named ``model``), ``models:/name/3`` or ``models:/name@alias``
+    (named ``name``; an alias is resolved to its version once, at load)."""
+    from loopml.models.refs import AliasRef, RunRef, parse_model_ref
+
+    parsed = parse_model_ref(ref)
+    if isinstance(parsed, RunRef):
+        name, version = "model", parsed.run_id
+    elif isinstance(parsed, AliasRef):
+        name = parsed.name
+        version = str(client.registry.get_version_by_alias(parsed.name, parsed.alias).version)
+        ref = f"models:/{name}/{version}"  # the alias may move; serve what we resolved
+    else:
+        name, version = parsed.name, str(parsed.version)
+    return SingleModel(name, version, client.load_model(ref, trust=trust))
+
+
+def build_single_model(client: Client, spec: InferenceServerSpec) -> ModelSet:
+    """The default :data:`ModelSetBuilder`: ``spec.source`` is a model reference."""
+    try:
+        return model_set_from_ref(client, spec.source, trust=spec.trust)
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class InferenceServerSpec:
+    """What a worker process serves and how; calling it builds the app (uvicorn's factory).
+
+    ``build`` turns ``source`` into a :class:`ModelSet` (default: a model reference into a
+    :class:`SingleModel`); a deployment-backed server passes its own builder. It must be a
+    module-level function, so the spec pickles into worker processes.
+    """
+
+    source: str
+    trust: bool | None = None
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0
+    max_concurrency: int = 64
+    max_queue: int = 256
+    timeout_s: float = 10.0
+    max_request_bytes: int = 8 * 2**20
+    build: ModelSetBuilder = build_single_model
+
+    def __call__(self) -> FastAPI:
+        from loopml.client import Client
+
+        models = self.build(Client(), self)
+        app = create_inference_app(
+            models, max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms,
+            max_concurrency=self.max_concurrency, max_queue=self.max_queue,
+            timeout_s=self.timeout_s, max_request_bytes=self.max_request_bytes,
+        )  # fmt: skip
+        # The model and the app live as long as the process: keep them out of the collector's
+        # full passes, which would otherwise walk them during requests.
+        gc.collect()
+        gc.freeze()
+        return app
+
+
+def check_inference_bind(host: str, exposed: bool) -> None:
+    """The inference server has no authentication yet: loopback only unless told otherwise."""
+    if not exposed and not is_loopback(host):
+        raise InvalidArgument(
+            f"refusing to serve on {host}: the inference server has no authentication, so "
+            "anyone who can reach the port could call the model. Bind to 127.0.0.1 (put a "
+            "proxy with auth in front), or pass --expose-without-auth if the network is trusted"
+        )

@@ -1,0 +1,232 @@
+"""Admission and deadlines: a bounded queue, prompt 503s under overload, 504 for a hanging model
+(its slot freed), and per-process resource caps (in subprocesses, never in the test process)."""
+
+from __future__ import annotations
+
+import asyncio
+import doctest
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loopml.server.inference import create_inference_app
+from loopml.serving import admission as admission_module
+from loopml.serving.admission import Admission, DeadlineExceeded, Overloaded
+from loopml.serving.modelset import SingleModel
+from server_fixtures import uvicorn_server
+
+from .inference_fakes import HANG, FakePredictor, Hanger, Sleeper
+
+
+def _wait_for(condition, what: str, seconds: float = 30) -> None:
+    """Poll until ``condition()`` holds (a bound on waiting, not a timed assertion)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)
+
+
+# -- the gate itself ---------------------------------------------------------------------------
+
+
+def test_slots_queue_in_order_and_a_full_queue_refuses_at_once():
+    async def main() -> None:
+        gate = Admission(max_concurrency=2, max_queue=2)
+        loop = asyncio.get_running_loop()
+        far = loop.time() + 60
+        await gate.acquire(far)
+        await gate.acquire(far)
+        order: list[int] = []
+
+        async def waiter(i: int) -> None:
+            await gate.acquire(far)
+            order.append(i)
+
+        tasks = [asyncio.create_task(waiter(i)) for i in (1, 2)]
+        await asyncio.sleep(0)
+        assert (gate.in_flight, gate.waiting) == (2, 2)
+        with pytest.raises(Overloaded, match="at capacity"):
+            await gate.acquire(far)
+        assert gate.rejected == 1
+        gate.release()
+        gate.release()
+        await asyncio.gather(*tasks)
+        assert order == [1, 2] and (gate.in_flight, gate.waiting) == (2, 0)
+        gate.release()
+        gate.release()
+        assert gate.in_flight == 0
+
+    asyncio.run(main())
+
+
+def test_a_deadline_ends_the_wait_and_leaves_no_trace():
+    async def main() -> None:
+        gate = Admission(max_concurrency=1, max_queue=5)
+        loop = asyncio.get_running_loop()
+        await gate.acquire(loop.time() + 60)
+        with pytest.raises(DeadlineExceeded):
+            await gate.acquire(loop.time() + 0.01)
+        assert (gate.in_flight, gate.waiting, gate.timed_out) == (1, 0, 1)
+        cancelled = asyncio.create_task(gate.acquire(loop.time() + 60))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert gate.waiting == 0
+        gate.release()
+        async with gate.slot(loop.time() + 1):
+            assert gate.in_flight == 1
+        assert gate.in_flight == 0
+
+    asyncio.run(main())
+    assert doctest.testmod(admission_module).failed == 0
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+
+
+async def _burst(url: str, count: int, x: float = 1.0) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=count + 5)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        calls = [client.post("/predict", json={"columns": {"x": [x]}}) for _ in range(count)]
+        return await asyncio.gather(*calls)
+
+
+def _check_503(response: httpx.Response) -> None:
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_overload_gets_503_with_retry_after_while_admitted_requests_complete():
+    app = create_inference_app(
+        SingleModel("slow", "1", FakePredictor(Sleeper(0.3))), max_concurrency=2, max_queue=2,
+        max_batch_size=1, timeout_s=60,
+    )  # fmt: skip
+    with uvicorn_server(app) as url:
+        responses = asyncio.run(_burst(url, 20))  # 10x the concurrency cap, all at once
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 503}
+        assert statuses.count(200) >= 4 and statuses.count(503) >= 1
+        for r in responses:
+            if r.status_code == 200:
+                assert r.json()["predictions"] == [2.0]
+            else:
+                _check_503(r)
+        after = httpx.post(f"{url}/predict", json={"columns": {"x": [4.0]}}, timeout=60)
+        assert after.status_code == 200 and after.json()["predictions"] == [8.0]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'loopml_serving_rejected_total{reason="overloaded"}' in metrics
+
+
+@pytest.fixture
+def hanger() -> Iterator[Hanger]:
+    model = Hanger()
+    yield model
+    model.release.set()  # let the stuck thread end before the test process does
+
+
+def test_refusals_are_prompt_while_the_model_is_busy(hanger):
+    """With every slot taken and the queue full, extra requests are answered (503) while the
+    admitted ones are still inside the model: nobody waits for a slot that cannot come."""
+    app = create_inference_app(
+        SingleModel("busy", "1", FakePredictor(hanger)), max_concurrency=2, max_queue=3,
+        max_batch_size=1, timeout_s=60,
+    )  # fmt: skip
+    gate = app.state.inference.admission
+    results: dict[str, list[httpx.Response]] = {}
+    with uvicorn_server(app) as url:
+        admitted = threading.Thread(
+            target=lambda: results.update(admitted=asyncio.run(_burst(url, 5, HANG)))
+        )
+        admitted.start()
+        _wait_for(lambda: (gate.in_flight, gate.waiting) == (2, 3), "two in flight, three queued")
+        refused = asyncio.run(_burst(url, 50))
+        for r in refused:
+            _check_503(r)
+        assert not hanger.finished.is_set()  # answered while the model still held everybody
+        hanger.release.set()
+        admitted.join(60)
+    assert [r.status_code for r in results["admitted"]] == [200] * 5
+
+
+def test_a_hanging_model_gets_504_at_the_deadline_and_frees_its_slot(hanger):
+    app = create_inference_app(
+        SingleModel("hangs", "1", FakePredictor(hanger)), max_concurrency=1, max_queue=1,
+        timeout_s=0.5, predict_threads=1,
+    )  # fmt: skip
+    rt = app.state.inference
+    with uvicorn_server(app) as url:
+        stuck = httpx.post(f"{url}/predict", json={"columns": {"x": [HANG]}}, timeout=60)
+        assert stuck.status_code == 504
+        assert stuck.json()["error"]["code"] == "timeout"
+        assert rt.admission.in_flight == 0  # released before the answer went out
+        _wait_for(lambda: rt.pool.stuck == 1, "the abandoned batch was written off")
+        fine = httpx.post(f"{url}/predict", json={"columns": {"x": [2.0]}}, timeout=60)
+        assert fine.status_code == 200 and fine.json()["predictions"] == [4.0]
+        assert httpx.get(f"{url}/v2/health/ready").status_code == 200
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "loopml_serving_stuck_predictions 1.0" in metrics
+        assert 'loopml_serving_rejected_total{reason="timeout"} 1.0' in metrics
+        hanger.release.set()
+        _wait_for(lambda: rt.pool.stuck == 0, "the abandoned thread ended")
+        again = httpx.post(f"{url}/predict", json={"columns": {"x": [3.0]}}, timeout=60)
+        assert again.status_code == 200
+
+
+# -- per-process caps (each in its own interpreter) --------------------------------------------
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS semantics are Linux's")
+def test_a_memory_cap_turns_a_huge_allocation_into_memory_error():
+    done = _run(
+        """
+        from loopml.serving.limits import apply_limits
+        print(apply_limits(512, 3600, use_cgroup=False))
+        try:
+            hog = bytearray(4 * 2**30)
+        except MemoryError:
+            print("MemoryError")
+        else:
+            print("allocated", len(hog))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    described, outcome = done.stdout.splitlines()
+    assert "memory 512 MiB (RLIMIT_AS)" in described and "CPU 3600 s (RLIMIT_CPU)" in described
+    assert outcome == "MemoryError"
+
+
+def test_a_writable_cgroup_v2_gets_the_cap_for_all_workers(tmp_path: Path):
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "memory.max").write_text("max\n")
+    (tmp_path / "cgroup").write_text("0::/svc\n")
+    done = _run(
+        f"""
+        from pathlib import Path
+        from loopml.serving.limits import apply_limits
+        print(apply_limits(100, None, processes=3, cgroup_root=Path({str(tmp_path)!r}),
+                           proc_cgroup=Path({str(tmp_path / "cgroup")!r})))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert "memory 300 MiB (cgroup v2" in done.stdout
+    assert (tmp_path / "svc" / "memory.max").read_text() == str(300 * 2**20)
+    nothing = _run(
+        "from loopml.serving.limits import apply_limits; print(apply_limits(None, None))"
+    )
+    assert nothing.stdout.strip() == "no limits"
