@@ -17,7 +17,21 @@ _NO_AUTH_HELP = (
 
 @command
 def serve_model(
-    model_ref: str = typer.Argument(..., help="runs:/<run>/<path>, models:/<name>/<v> or @alias"),
+    model_ref: str | None = typer.Argument(
+        None, help="runs:/<run>/<path>, models:/<name>/<v> or models:/<name>@<alias>"
+    ),
+    deployment: str | None = typer.Option(
+        None,
+        "--deployment",
+        "-d",
+        help="Serve a deployment: its weighted targets and shadows, "
+        "following changes of its routing and aliases without a restart.",
+    ),
+    log_predictions: bool = typer.Option(
+        True,
+        "--log-predictions/--no-log-predictions",
+        help="Write every answer to the prediction log (Parquet in the artifact store).",
+    ),
     host: str = typer.Option("127.0.0.1", help="Bind address (loopback unless the flag below)."),
     port: int | None = typer.Option(None, help="Port (default: the serve_port setting, 5101)."),
     workers: int = typer.Option(1, min=1, max=64, help="Worker processes (each loads the model)."),
@@ -37,17 +51,27 @@ def serve_model(
     format), /feedback and /metrics. Settings: LOOPML_SERVE_* (flags override them)."""
     import uvicorn
 
+    from loopml.errors import InvalidArgument
     from loopml.models.refs import parse_model_ref
-    from loopml.server.inference import InferenceServerSpec, check_inference_bind
+    from loopml.server.inference import (
+        InferenceServerSpec,
+        build_deployment,
+        build_single_model,
+        check_inference_bind,
+    )
     from loopml.server.main import NoDelayHttpProtocol
     from loopml.serving.limits import apply_limits
     from loopml.settings import Settings
 
     check_inference_bind(host, expose_without_auth)
-    parse_model_ref(model_ref)  # a typo fails here, not in every worker
+    if (model_ref is None) == (deployment is None):
+        raise InvalidArgument("give a MODEL_REF or --deployment NAME (one of them)")
+    if model_ref is not None:
+        parse_model_ref(model_ref)  # a typo fails here, not in every worker
     s = Settings()
     spec = InferenceServerSpec(
-        source=model_ref, trust=trust,
+        source=model_ref or deployment or "", trust=trust, log_predictions=log_predictions,
+        build=build_deployment if deployment is not None else build_single_model,
         max_batch_size=_pick(max_batch_size, s.serve_max_batch_size),
         max_wait_ms=_pick(max_wait_ms, s.serve_max_wait_ms),
         max_concurrency=_pick(max_concurrency, s.serve_max_concurrency),
@@ -66,7 +90,9 @@ def serve_model(
                "http": NoDelayHttpProtocol}  # fmt: skip
     if workers == 1:
         app = spec()  # load now: a bad reference is one clean error line
-        console.print(f"loopml serve {model_ref} on http://{host}:{bind_port}  (limits: {limits})")
+        console.print(
+            f"loopml serve {spec.source} on http://{host}:{bind_port}  (limits: {limits})"
+        )
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
     # Several workers: each process unpickles the spec and builds its own app (uvicorn.run only
@@ -78,12 +104,17 @@ def serve_model(
     from loopml.cli.context import get_client, reset_client
     from loopml.server.inference import model_set_from_ref
 
-    model_set_from_ref(get_client(), model_ref, trust=trust)
+    if model_ref is not None:
+        model_set_from_ref(get_client(), model_ref, trust=trust)
+    else:
+        stop = getattr(build_deployment(get_client(), spec), "stop", None)
+        if stop is not None:
+            stop()
     reset_client()
 
     config = uvicorn.Config(spec, factory=True, workers=workers, **options)  # type: ignore[arg-type]
     console.print(
-        f"loopml serve {model_ref} on http://{host}:{bind_port}, {workers} workers  "
+        f"loopml serve {spec.source} on http://{host}:{bind_port}, {workers} workers  "
         f"(limits: {limits})"
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()

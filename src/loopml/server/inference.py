@@ -109,6 +109,7 @@ def create_inference_app(
     on_prediction: Callable[[PredictionEvent], None] | None = None,
     on_feedback: Callable[[FeedbackEvent], None] | None = None,
     predict_threads: int | None = None,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:  # fmt: skip
     """The inference app over ``models`` (defaults are the ``serve_*`` settings' defaults).
 
@@ -129,7 +130,10 @@ def create_inference_app(
         try:
             yield
         finally:
+            await rt.drain()
             pool.close()
+            if on_shutdown is not None:  # e.g. flush the prediction log: a clean stop loses none
+                on_shutdown()
 
     app = FastAPI(title="loopml inference", version=__version__, lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None)  # fmt: skip
@@ -166,10 +170,26 @@ def model_set_from_ref(client: Client, ref: str, *, trust: bool | None = None) -
 
 def build_single_model(client: Client, spec: InferenceServerSpec) -> ModelSet:
     """The default :data:`ModelSetBuilder`: ``spec.source`` is a model reference."""
-    try:
-        return model_set_from_ref(client, spec.source, trust=spec.trust)
-    finally:
-        client.close()
+    return model_set_from_ref(client, spec.source, trust=spec.trust)
+
+
+def build_deployment(client: Client, spec: InferenceServerSpec) -> ModelSet:
+    """A :data:`ModelSetBuilder` for ``loopml serve --deployment NAME``: ``spec.source`` is the
+    deployment's name; the set follows its routing and aliases while it serves."""
+    from loopml.serving.deployed import DeploymentModelSet
+    from loopml.serving.deployment_service import resolve_target
+
+    deployments, registry = client.stack.deployments, client.registry
+    if deployments is None:
+        raise InvalidArgument("this store has no deployments")
+    models = DeploymentModelSet(
+        lambda: deployments.get_deployment(spec.source),
+        lambda target: resolve_target(registry, target).version,
+        lambda model, version: client.load_model(f"models:/{model}/{version}", trust=spec.trust),
+        poll_s=spec.poll_s,
+    )  # fmt: skip
+    models.start()
+    return models
 
 
 @dataclass(frozen=True)
@@ -177,8 +197,10 @@ class InferenceServerSpec:
     """What a worker process serves and how; calling it builds the app (uvicorn's factory).
 
     ``build`` turns ``source`` into a :class:`ModelSet` (default: a model reference into a
-    :class:`SingleModel`); a deployment-backed server passes its own builder. It must be a
-    module-level function, so the spec pickles into worker processes.
+    :class:`SingleModel`; :func:`build_deployment` for a deployment). It must be a
+    module-level function, so the spec pickles into worker processes. With ``log_predictions``
+    every answer goes to the prediction log (see :mod:`loopml.serving.predlog`), under the
+    deployment's name (or the model's, for a single model).
     """
 
     source: str
@@ -190,21 +212,70 @@ class InferenceServerSpec:
     timeout_s: float = 10.0
     max_request_bytes: int = 8 * 2**20
     build: ModelSetBuilder = build_single_model
+    log_predictions: bool = False
+    poll_s: float = 1.0
 
     def __call__(self) -> FastAPI:
         from loopml.client import Client
 
-        models = self.build(Client(), self)
+        client = Client()
+        models = self.build(client, self)
+        hooks = _PredictionHooks(client, self, models) if self.log_predictions else None
+
+        def shutdown() -> None:
+            stop = getattr(models, "stop", None)
+            if stop is not None:
+                stop()
+            if hooks is not None:
+                hooks.close()
+            client.close()
+
         app = create_inference_app(
             models, max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms,
             max_concurrency=self.max_concurrency, max_queue=self.max_queue,
             timeout_s=self.timeout_s, max_request_bytes=self.max_request_bytes,
+            on_prediction=hooks.on_prediction if hooks else None,
+            on_feedback=hooks.on_feedback if hooks else None, on_shutdown=shutdown,
         )  # fmt: skip
         # The model and the app live as long as the process: keep them out of the collector's
         # full passes, which would otherwise walk them during requests.
         gc.collect()
         gc.freeze()
         return app
+
+
+class _PredictionHooks:
+    """Hands each answer and each feedback to the prediction log (a queue append, no I/O)."""
+
+    def __init__(self, client: Client, spec: InferenceServerSpec, models: ModelSet) -> None:
+        from loopml.serving.predlog import PredictionLogger
+
+        deployment = getattr(models, "deployment", None)
+        self.name = deployment.name if deployment is not None else models.names()[0]
+        sample, redact = client.settings.prediction_log_sample_rate, None
+        if deployment is not None:
+            sample, redact = deployment.spec.sample_rate, deployment.spec.redact or None
+        self.log = PredictionLogger(
+            client.stack.artifacts, flush_interval_s=client.settings.prediction_log_flush_s,
+            sample_rate=sample, redact=redact,
+        )  # fmt: skip
+
+    def on_prediction(self, event: PredictionEvent) -> None:
+        from loopml.serving.predlog import PredictionRecord
+
+        self.log.record(PredictionRecord(
+            request_id=event.request_id, deployment=self.name, model=event.model,
+            version=event.version, timestamp_ms=event.timestamp_ms, route=event.route,
+            inputs=event.inputs, outputs=event.outputs, latency_ms=event.latency_ms,
+            status=event.status, shadow=event.shadow,
+        ))  # fmt: skip
+
+    def on_feedback(self, event: FeedbackEvent) -> None:
+        self.log.record_feedback(event.request_id, event.deployment or self.name,
+                                 event.ground_truth, event.timestamp_ms)  # fmt: skip
+
+    def close(self) -> None:
+        self.log.close()
 
 
 def check_inference_bind(host: str, exposed: bool) -> None:

@@ -230,6 +230,11 @@ class Runtime:
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
 
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Let the shadow predictions still running finish: a clean stop logs them too."""
+        if self._shadow_tasks:
+            await asyncio.wait(set(self._shadow_tasks), timeout=timeout)
+
     async def _shadow(
         self, shadow: ServedModel, payload: Any, decode: Decode, rid: str, route: str,
         started_ms: int,
