@@ -33,6 +33,11 @@ TARGETS = {
     "h_ratio_at": (20_000, 50),
     "i_s": 2.0,  # cold start to a healthy /healthz, seconds
     "j_mb": 300.0,  # idle server tree, summed VmRSS, MB (10^6 bytes)
+    # (k): model serving, `loopml serve` vs `mlflow models serve` (default workers each)
+    "k_c16_ratio": 10,  # single-row requests/s at concurrency 16, times MLflow's
+    "k_c16_p99_ms": 50.0,  # loopml's p99 of those requests
+    "k_c1_overhead_ms": 1.5,  # p50 at concurrency 1 minus the in-process predict of one row
+    "k_rows_ratio": 3,  # rows/s of 100-row requests at concurrency 16, times MLflow's
 }
 
 
@@ -112,6 +117,7 @@ def target_rows(res: dict[str, Any]) -> list[Row]:
         ("h", _rows_h),
         ("i", _rows_i),
         ("j", _rows_j),
+        ("k", _rows_k),
     ):
         if bench in b:
             rows += build(b[bench])
@@ -387,6 +393,200 @@ def _rows_j(j: dict[str, Any]) -> list[Row]:
             _judge(lm, lambda: _mb(lm["rss_mib"]) < limit),  # type: ignore[index]
         )
     ]
+
+
+# (k): model serving ------------------------------------------------------------------------
+def _case(r: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    """One load case of a (k) result, or None when the job or that case did not run cleanly."""
+    if not _ok(r) or "cases" not in r:  # type: ignore[operator]
+        return None
+    c = r["cases"].get(key)  # type: ignore[index]
+    return c if c and "error" not in c else None
+
+
+def _serving_cell(r: dict[str, Any] | None, key: str, show: Callable[[dict[str, Any]], str]) -> str:
+    if not r:
+        return "—"
+    if "error" in r:
+        return "error"
+    if "skipped" in r:
+        return "not installed"
+    c = _case(r, key)
+    if c is None:
+        return "error"
+    errors = f", **{c['error_count']:,} errors**" if c["error_count"] else ""
+    return show(c) + errors
+
+
+def _raw_ms(r: dict[str, Any]) -> float:
+    return r["raw_predict"]["one_row"]["median_ms"]
+
+
+def _rows_k(k: dict[str, Any]) -> list[Row]:
+    lm, ml, ms = k.get("loopml"), k.get("mlflow"), k.get("mlserver")
+
+    def trio(key: str, show: Callable[[dict[str, Any]], str]) -> tuple[str, str, str]:
+        other = _serving_cell(ms, key, show)
+        return _serving_cell(lm, key, show), _serving_cell(ml, key, show), f"MLServer: {other}"
+
+    def clean(key: str) -> bool:  # a target needs every request answered with 200
+        c = _case(lm, key)
+        return c is not None and c["error_count"] == 0
+
+    def ratio(key: str, field: str) -> float:
+        a, b = _case(lm, key), _case(ml, key)
+        return a[field] / b[field] if a and b and b[field] > 0 else math.nan
+
+    def shown(x: float) -> str:
+        return "—" if math.isnan(x) else _ratio(x)
+
+    rps = lambda c: f"{_num(c['ok_per_s'], '/s')} (p50 {_ms(c['p50_ms'])})"  # noqa: E731
+    rows_s = lambda c: f"{_num(c['rows_per_s'], 'rows/s')} (p99 {_ms(c['p99_ms'])})"  # noqa: E731
+    p99 = lambda c: _ms(c["p99_ms"])  # noqa: E731
+
+    def overhead(c: dict[str, Any], r: dict[str, Any] | None) -> str:
+        assert r is not None
+        return f"{_ms(c['p50_ms'])} - {_ms(_raw_ms(r))} = {_ms(c['p50_ms'] - _raw_ms(r))}"
+
+    c16_ratio = ratio("c16", "ok_per_s")
+    rows_ratio = ratio("c16_rows100", "rows_per_s")
+    c16, ml16, c1 = _case(lm, "c16"), _case(ml, "c16"), _case(lm, "c1")
+    p99_ratio = ml16["p99_ms"] / c16["p99_ms"] if c16 and ml16 else math.nan
+    over = c1["p50_ms"] - _raw_ms(lm) if c1 and lm else math.nan
+    have_ml = ml16 is not None
+    lim_p99, lim_over = TARGETS["k_c16_p99_ms"], TARGETS["k_c1_overhead_ms"]
+    return [
+        Row(
+            "(k) serving: single-row requests at concurrency 16, requests/s",
+            *trio("c16", rps),
+            shown(c16_ratio),
+            f"≥ {TARGETS['k_c16_ratio']}{X} `mlflow models serve`",
+            _judge(lm, lambda: clean("c16") and c16_ratio >= TARGETS["k_c16_ratio"], have_ml),
+        ),
+        Row(
+            "(k) serving: single-row requests at concurrency 16, p99",
+            *trio("c16", p99),
+            shown(p99_ratio),
+            f"loopml < {lim_p99:g} ms",
+            _judge(lm, lambda: clean("c16") and c16["p99_ms"] < lim_p99),  # type: ignore[index]
+        ),
+        Row(
+            "(k) serving: concurrency 1, p50 - in-process predict of one row",
+            _serving_cell(lm, "c1", lambda c: overhead(c, lm)),
+            _serving_cell(ml, "c1", lambda c: overhead(c, ml)),
+            "MLServer: " + _serving_cell(ms, "c1", lambda c: overhead(c, ms)),
+            "—",
+            f"loopml ≤ {lim_over:g} ms",
+            _judge(lm, lambda: clean("c1") and over <= lim_over),
+        ),
+        Row(
+            "(k) serving: 100-row requests at concurrency 16, rows/s",
+            *trio("c16_rows100", rows_s),
+            shown(rows_ratio),
+            f"≥ {TARGETS['k_rows_ratio']}{X} `mlflow models serve`",
+            _judge(
+                lm,
+                lambda: clean("c16_rows100") and rows_ratio >= TARGETS["k_rows_ratio"],
+                _case(ml, "c16_rows100") is not None,
+            ),
+        ),
+    ]
+
+
+_CASE_NAMES = {
+    "c1": "1 row, concurrency 1",
+    "c16": "1 row, concurrency 16",
+    "c16_rows100": "100 rows, concurrency 16",
+}
+
+
+def _detail_serving(k: dict[str, Any]) -> list[str]:
+    header = ["variant", "route", "case", "requests/s", "rows/s", "p50", "p90", "p99", "max",
+              "errors / sent"]  # fmt: skip
+    rows, setups, skipped, commands, failed = [], [], [], [], []
+    for label, r in k.items():
+        if not _ok(r):
+            rows.append([label, "error", *[""] * (len(header) - 2)])
+            continue
+        if "skipped" in r:
+            skipped.append(f"- {label}: {r['skipped']}")
+            continue
+        for key, c in r.get("cases", {}).items():
+            name = _CASE_NAMES.get(key.removeprefix("oip_"), key)
+            if "error" in c:
+                rows.append([label, "", name, f"error: {c['error']}", *[""] * (len(header) - 4)])
+                tail = " / ".join(c.get("log_tail", []))[-400:]
+                failed.append(f"- {label} {key}: {c['error']}" + (f": `{tail}`" if tail else ""))
+                continue
+            commands.append(c["command"])
+            rows.append(
+                [
+                    label,
+                    f"`{c['endpoint']}`",
+                    name,
+                    _num(c["ok_per_s"], "/s"),
+                    _num(c["rows_per_s"], "/s"),
+                    _ms(c["p50_ms"]),
+                    _ms(c["p90_ms"]),
+                    _ms(c["p99_ms"]),
+                    _ms(c["max_ms"]),
+                    f"{c['error_count']:,} / {c['sent']:,}",
+                ]
+            )
+        raw = r["raw_predict"]
+        c1 = r.get("cases", {}).get("c1", {})
+        over = _ms(c1["p50_ms"] - raw["one_row"]["median_ms"]) if "p50_ms" in c1 else "—"
+        load = "/".join(f"{x:.1f}" for x in r.get("load_1min", []))
+        setups.append(
+            [
+                label,
+                str(r["workers"]),
+                f"{_ms(raw['one_row']['median_ms'])} / {_ms(raw['one_row_numpy']['median_ms'])}"
+                f" / {_ms(raw['rows100']['median_ms'])}",
+                over,
+                "yes" if r.get("matches_expected") else "**NO**",
+                _secs(r["start_s"]) if "start_s" in r else "—",
+                _after(r),
+                load,
+                f"`{r.get('server_command', '')}`"
+                + (f" ({r['mlserver_versions']})" if r.get("mlserver_versions") else ""),
+            ]
+        )
+    setup_header = ["variant", "server workers",
+                    "in-process predict, median: 1 row DataFrame / 1 row NumPy / 100 rows",
+                    "c1 p50 - 1-row predict", "answers match the model", "start",
+                    "server RSS after / processes", "load", "server command"]  # fmt: skip
+    any_r = next((r for r in k.values() if _ok(r) and "cases" in r), None)
+    intro = (
+        "The issue's model: `RandomForestClassifier(n_estimators=100, random_state=0)` fitted on "
+        "`make_classification(n_samples=10_000, n_features=20, random_state=0)` as a DataFrame "
+        "with columns f0..f19, trained in each job. loopml logs it with `Client.log_model` and "
+        "serves `runs:/<run>/model`; MLflow logs it with `mlflow.sklearn.log_model` (SQLite "
+        "store) and runs `mlflow models serve --env-manager local`; MLServer loads it from a "
+        "joblib file with its sklearn runtime. loopml and MLflow get the same `POST /invocations` "
+        "body (`dataframe_split`); the `oip_` cases call loopml's Open Inference Protocol route "
+        "(one FP64 tensor per column), MLServer's is one `[rows, 20]` FP64 tensor. Load comes "
+        "from `loopml loadtest` in a separate process: a closed loop, one kept-alive connection "
+        "per worker"
+    )
+    if any_r:
+        intro += (
+            f", {any_r['warmup_s']:g} s of warm-up not counted, then {any_r['duration_s']:g} s "
+            "measured per case"
+        )
+    intro += (
+        ". `requests/s` counts answers with status 200; every answer to one request of 1 and of "
+        "100 rows was first checked against the model's own predictions."
+    )
+    lines = ["### (k) model serving", "", intro, "", *_table(header, rows)]
+    lines += _table(setup_header, setups)
+    if skipped:
+        lines += ["Not run:", "", *skipped, ""]
+    if failed:
+        lines += ["Load cases that failed:", "", *failed, ""]
+    if commands:
+        lines += ["Load command (one per case):", "", "```", commands[0], "```", ""]
+    return lines
 
 
 # details -----------------------------------------------------------------------------------
@@ -820,7 +1020,8 @@ def render(res: dict[str, Any]) -> str:
         ),
         "Both tools use SQLite through SQLAlchemy, each in a fresh temporary folder with a "
         "fresh database, one subprocess per (tool, benchmark): in that process for (a)-(e), "
-        "through the tool's own server on 127.0.0.1 for (f)-(j).",
+        "through the tool's own server on 127.0.0.1 for (f)-(j); (k) serves one scikit-learn "
+        "model with each tool's model server.",
         "",
         "## Targets",
         "",
@@ -886,6 +1087,8 @@ def render(res: dict[str, Any]) -> str:
         out += _detail_start(b["i"])
     if "j" in b:
         out += _detail_memory(b["j"])
+    if "k" in b:
+        out += _detail_serving(b["k"])
     out += _profiles(b)
     out += _errors(b)
     out += _method(res)
@@ -950,6 +1153,15 @@ def _method(res: dict[str, Any]) -> list[str]:
         "descendants after it is healthy and has idled; shared pages count once per process "
         "there, so Pss (`/proc/<pid>/smaps_rollup`, shared pages split) is shown as well. "
         "MB = 10^6 bytes.",
+        f"- (k) trains the model in each job, times {sizes.get('serving_raw_repeats', 200)} "
+        "in-process `predict` calls of one row (median, after 10 warm-up calls), starts the "
+        "server (`loopml serve runs:/…` with "
+        "`LOOPML_HOME`, 1 worker by default; `mlflow models serve -m models:/… --env-manager "
+        "local`, 1 worker by default; `mlserver start` from its own venv inside `.venv-bench`), "
+        "waits for its health endpoint (`/v2/health/ready`; MLflow `/ping`) and runs `loopml "
+        "loadtest URL --concurrency N --duration S --warmup W --payload FILE` as a separate "
+        "process for each case. A target on requests or rows per second compares answers with "
+        "status 200 and needs loopml to have answered every request.",
         "- Sizes: " + ", ".join(each(k) for k in sizes) + ". Each can be set with an environment "
         "variable, e.g. `BENCH_RUNS_N_MLFLOW=300 make bench` (see `benchmarks/run_all.py`).",
         "",

@@ -3,6 +3,7 @@
     python benchmarks/run_all.py            # the full suite (about 10-15 minutes on 2 cores)
     python benchmarks/run_all.py --quick    # tiny sizes, a smoke run of every code path
     python benchmarks/run_all.py --only a,d # a subset: a b c d e (in process) f g h i j (servers)
+                                            #   k (model serving)
 
 Sizes come from environment variables (see ``Sizes``); each job gets a fresh temporary folder as
 its working directory and store, an environment without LOOPML_*/MLFLOW_* settings from outside,
@@ -70,6 +71,10 @@ class Sizes:
     server_search_sizes: tuple[int, ...] = (20_000,)  # (h)
     server_starts: int = 3  # (i) starts per store kind
     server_idle_s: int = 5  # (j)
+    # (k): model serving, seconds per load case and in-process predict calls
+    serving_duration_s: int = 15
+    serving_warmup_s: int = 2
+    serving_raw_repeats: int = 200
 
     @classmethod
     def from_env(cls, quick: bool) -> Sizes:
@@ -98,6 +103,9 @@ class Sizes:
             server_search_sizes=_env_ints("BENCH_SERVER_SEARCH_SIZES", base.server_search_sizes),
             server_starts=_env_int("BENCH_SERVER_STARTS", base.server_starts),
             server_idle_s=_env_int("BENCH_SERVER_IDLE_S", base.server_idle_s),
+            serving_duration_s=_env_int("BENCH_SERVING_DURATION_S", base.serving_duration_s),
+            serving_warmup_s=_env_int("BENCH_SERVING_WARMUP_S", base.serving_warmup_s),
+            serving_raw_repeats=_env_int("BENCH_SERVING_RAW_REPEATS", base.serving_raw_repeats),
         )
 
     @classmethod
@@ -122,6 +130,9 @@ class Sizes:
             server_search_sizes=(500,),
             server_starts=1,
             server_idle_s=1,
+            serving_duration_s=4,
+            serving_warmup_s=1,
+            serving_raw_repeats=50,
         )
 
 
@@ -219,6 +230,7 @@ def plan(sizes: Sizes, only: set[str], profile: bool) -> list[Job]:
     if "e" in only:
         jobs.append(Job("e", "import", "bench_import.py", ["--repeats", str(sizes.import_repeats)]))
     jobs += server_plan(sizes, only)
+    jobs += serving_plan(sizes, only)
     return jobs
 
 
@@ -260,6 +272,22 @@ def server_plan(sizes: Sizes, only: set[str]) -> list[Job]:
         for tool in ("loopml", "mlflow"):
             job("j", tool, tool, "--case", "memory", "--idle", str(sizes.server_idle_s))
     return jobs
+
+
+def serving_plan(sizes: Sizes, only: set[str]) -> list[Job]:
+    """(k): each job trains the model, starts (and stops) one model server and loads it with
+    ``loopml loadtest`` in a separate process. loopml serves with 1 worker by default,
+    ``mlflow models serve`` with 1; MLServer runs from its own venv (run.sh) when it installed."""
+    if "k" not in only:
+        return []
+    timing = ["--duration", str(sizes.serving_duration_s), "--warmup", str(sizes.serving_warmup_s)]
+    timing += ["--raw-repeats", str(sizes.serving_raw_repeats)]
+    return [
+        Job("k", "loopml", "bench_serving.py", [*timing, "--oip"], "loopml"),
+        Job("k", "loopml_w2", "bench_serving.py", [*timing, "--workers", "2"], "loopml"),
+        Job("k", "mlflow", "bench_serving.py", timing, "mlflow"),
+        Job("k", "mlserver", "bench_serving.py", timing, "mlserver"),
+    ]
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -374,10 +402,21 @@ def versions() -> dict[str, str]:
         "alembic": ver("alembic"),
         "pandas": ver("pandas"),
         "numpy": ver("numpy"),
+        "scikit-learn": ver("scikit-learn"),
+        "mlserver": _mlserver_version(),
     }
 
 
-ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+def _mlserver_version() -> str:
+    """MLServer's version in its own venv inside .venv-bench (benchmark (k); run.sh makes it)."""
+    venv = Path(sys.executable).parent.parent / "mlserver"
+    if not (venv / ".installed").exists():
+        return "not installed"
+    found = sorted(venv.glob("lib/python*/site-packages/mlserver-*.dist-info"))
+    return found[0].name.removeprefix("mlserver-").removesuffix(".dist-info") if found else "?"
+
+
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
 
 
 def keep_earlier(results: dict[str, Any], path: Path, ran: set[str]) -> None:

@@ -153,6 +153,8 @@ def test_artifacts_are_logged_with_digests(client, summary):
             released = {p for p in entries if p.startswith(("model/", "evaluation/"))}
             assert "model/loopml-model.yaml" in released and "evaluation/report.json" in released
             entries = {p: e for p, e in entries.items() if p not in released | {"model_card.md"}}
+        elif "model/loopml-model.yaml" in entries:  # the runner-up: packaged for the canary
+            entries = {p: e for p, e in entries.items() if not p.startswith("model/")}
         assert set(entries) == MODEL_ARTIFACTS
         assert all(e.sha256 and len(e.sha256) == 64 and e.size for e in entries.values())
         assert client.artifacts.read_bytes(run, "plots/roc.png").startswith(b"\x89PNG")
@@ -327,3 +329,33 @@ def test_the_best_model_is_in_production_with_its_whole_history(client, summary)
     actions = [e.action for e in client.audit_events(object_type="model")]
     assert "approval.grant" in actions and actions.count("model_version.transition") >= 3
     assert client.verify_audit().ok
+
+
+# -- the deployment: production plus a 10 % canary, fed by a gentle stream --------------------
+def test_the_demo_deployment_serves_production_and_a_canary(store, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from loopml.demo_registry import DEPLOYMENT, MODEL
+    from loopml.demo_traffic import demo_traffic_job
+    from loopml.server.inference import InferenceServerSpec, build_deployment
+    from loopml.serving.predlog_reader import read_predictions
+
+    client, _, home = store
+    deployment = client.stack.deployments.get_deployment(DEPLOYMENT)
+    assert {(t.alias, t.weight) for t in deployment.spec.live} == {
+        ("production", 0.9), ("canary", 0.1)
+    }  # fmt: skip
+    canary = client.registry.get_version_by_alias(MODEL, "canary")
+    assert canary.version != client.registry.get_version_by_alias(MODEL, "production").version
+    monkeypatch.setenv("LOOPML_HOME", str(home))
+    spec = InferenceServerSpec(source=DEPLOYMENT, build=build_deployment, log_predictions=True)
+    with TestClient(spec()) as http:  # runs the app's lifespan: a clean stop flushes the log
+        traffic = demo_traffic_job("http://testserver", client, http=http)
+        assert traffic is not None
+        answers = sum(traffic.tick() for _ in range(5))
+    assert answers == 20
+    logged = read_predictions(client.stack.artifacts, DEPLOYMENT, 0, 2**62)
+    assert len(logged) == 20 and set(logged["version"]) <= {
+        str(canary.version), str(client.registry.get_version_by_alias(MODEL, "production").version)
+    }  # fmt: skip
+    assert logged["ground_truth"].notna().sum() >= 1  # feedback joined to its prediction

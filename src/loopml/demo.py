@@ -232,7 +232,7 @@ class _Data:
             RunInput("transactions-train", dataset_digest(train), "train", source),
             RunInput("transactions-validation", dataset_digest(val), "validation", source),
         )
-        x_train, x_val = _features(train), _features(val)
+        x_train, x_val = transaction_features(train), transaction_features(val)
         return cls(
             train=train,
             validation=val,
@@ -245,7 +245,7 @@ class _Data:
         )
 
 
-def _features(frame: pd.DataFrame) -> pd.DataFrame:
+def transaction_features(frame: pd.DataFrame) -> pd.DataFrame:
     """Numeric model inputs: the merchant category one-hot encoded."""
     x = frame.drop(columns=TARGET)
     return pd.get_dummies(x, columns=["merchant_category"], dtype=float).astype(float)
@@ -528,14 +528,17 @@ def _train_all(client: Client, experiment_id: str, specs: Sequence[ModelSpec], d
         except ValueError:  # a bad configuration fails its run, not the sweep
             continue
         scores[run_id] = (proba, model)
-    best = _best(client.search_runs(experiment_id, max_results=1000).items)
+    runs = client.search_runs(experiment_id, max_results=1000).items
+    best = _best(runs)
     proba, model = scores[best.run_id]
     _tune_threshold(client, experiment_id, best, proba, data)
-    from loopml.demo_registry import release_best
+    from loopml.demo_registry import deploy_with_canary, release_best
 
     features = pd.DataFrame(data.x_val, columns=data.features)
     release_best(client, PROJECT, best.run_id, model, features, data.y_val,
                  data.validation[["merchant_category"]])  # fmt: skip
+    runner_up = _best([r for r in runs if r.run_id != best.run_id and r.run_id in scores])
+    deploy_with_canary(client, runner_up.run_id, scores[runner_up.run_id][1], features)
 
 
 @contextmanager

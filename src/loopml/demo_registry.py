@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from loopml.client import Client
 
 MODEL = "fraud-detector"
+DEPLOYMENT = "fraud-scoring"
+DEVOPS = "devon"
 DATA_SCIENTIST = "dana"
 RISK_MANAGER = "rita"
 POLICY = PromotionPolicy(
@@ -35,7 +37,10 @@ def release_best(
     client: Client, project: str, run_id: str, model: Any, features: pd.DataFrame,
     labels: np.ndarray, slices: pd.DataFrame,
 ) -> int:  # fmt: skip
-    """Log, evaluate, register and release the model of ``run_id``; returns its version."""
+    """Log, evaluate, register and release the model of ``run_id``; returns its version.
+
+    The version carries its input columns in the tag ``feature_names`` (the model takes a plain
+    array), which the demo's traffic uses to build requests."""
     registry = client.registry
     info = client.log_model(run_id, model, "model", input_example=features.to_numpy()[:5])
     data = pd.concat([features.reset_index(drop=True), slices.reset_index(drop=True)], axis=1)
@@ -55,7 +60,11 @@ def release_best(
     except AlreadyExists:
         pass
     version = registry.create_model_version(
-        MODEL, info.source, actor=DATA_SCIENTIST, description="best run of the demo sweep"
+        MODEL,
+        info.source,
+        actor=DATA_SCIENTIST,
+        description="best run of the demo sweep",
+        tags={"feature_names": ",".join(features.columns)},
     ).version
     registry.set_alias(MODEL, "staging", version, actor=DATA_SCIENTIST)
     registry.promote(MODEL, version, to=Stage.VALIDATED, actor=DATA_SCIENTIST)
@@ -68,3 +77,29 @@ def release_best(
     )  # fmt: skip
     registry.promote(MODEL, version, to=Stage.PRODUCTION, actor=DATA_SCIENTIST)
     return version
+
+
+def deploy_with_canary(client: Client, run_id: str, model: Any, features: pd.DataFrame) -> None:
+    """The runner-up as a canary: registered (a candidate, it has not passed the champion gate),
+    given the ``canary`` alias, and served to 10 % of the traffic of the deployment
+    ``fraud-scoring`` beside ``production``."""
+    from loopml.serving.deployments import DeploymentSpec, Target
+
+    registry, deployments = client.registry, client.stack.deployments
+    info = client.log_model(run_id, model, "model", input_example=features.to_numpy()[:5])
+    canary = registry.create_model_version(
+        MODEL, info.source, actor=DATA_SCIENTIST, description="runner-up, canary",
+        tags={"feature_names": ",".join(features.columns)},
+    ).version  # fmt: skip
+    registry.set_alias(MODEL, "canary", canary, actor=DATA_SCIENTIST)
+    if deployments is None:
+        return
+    spec = DeploymentSpec(
+        targets=(Target(MODEL, alias="production", weight=0.9),
+                 Target(MODEL, alias="canary", weight=0.1)),
+        sticky_key="X-Routing-Key",
+    )  # fmt: skip
+    deployments.create_deployment(
+        DEPLOYMENT, spec, actor=DEVOPS, description="card payments scored in real time; "
+        "10 % canary for the runner-up",
+    )  # fmt: skip
