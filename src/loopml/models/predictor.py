@@ -48,6 +48,11 @@ class Predictor:
         """Predictions for ``data`` (a numpy array or a DataFrame, as the framework returns)."""
         return self._flavor.predict(self.model, self.prepare(data), self.manifest.metadata)
 
+    def predict_prepared(self, data: Any) -> Any:
+        """Predictions for input :meth:`prepare` already returned (the serving hot path checks
+        each request once, then batches them)."""
+        return self._flavor.predict(self.model, data, self.manifest.metadata)
+
     def predict_proba(self, data: Any) -> Any:
         """Class probabilities for ``data``; :class:`~loopml.errors.InvalidArgument` if none."""
         return self._flavor.predict_proba(self.model, self.prepare(data), self.manifest.metadata)

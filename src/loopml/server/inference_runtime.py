@@ -138,8 +138,10 @@ class Runtime:
 
     def batcher(self, served: ServedModel) -> MicroBatcher:
         if served.batcher is None:
+            # each request was checked against the signature on arrival: no second pass
+            predict = getattr(served.predictor, "predict_prepared", served.predictor.predict)
             served.batcher = MicroBatcher(
-                served.predictor.predict, self.pool, max_batch_size=self.max_batch_size,
+                predict, self.pool, max_batch_size=self.max_batch_size,
                 max_wait_ms=self.max_wait_ms, on_batch=self.metrics.batch_rows.observe,
                 more_coming=self._more_coming,
             )  # fmt: skip
