@@ -33,7 +33,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from loopml import __version__
 from loopml.errors import InvalidArgument
 from loopml.server import errors
-from loopml.server.inference_routes import inference_router
+from loopml.server.inference_routes import FastLane, inference_router
 from loopml.server.inference_runtime import Runtime
 from loopml.server.limits import BodyLimit
 from loopml.server.main import is_loopback
@@ -140,6 +140,7 @@ def create_inference_app(
     app.state.inference = rt
     errors.install(app)
     app.include_router(inference_router(rt))
+    app.add_middleware(FastLane, rt=rt)  # innermost: inside the body limit, metrics, request id
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, max_artifact_bytes=max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)

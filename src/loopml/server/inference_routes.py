@@ -6,6 +6,7 @@ Each inference route is a decoder and an encoder around :meth:`Runtime.serve`
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -144,3 +145,49 @@ def _model_ready(rt: Runtime, name: str, version: str | None) -> Response:
         return error_response(e)
     ok = rt.ready()
     return json_response(200 if ok else 503, {"name": served.name, "ready": ok})
+
+
+_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+
+
+class _Template:
+    """What the metrics middleware reads from ``scope["route"]``: the route's template."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class FastLane:
+    """ASGI: the inference routes straight to :meth:`Runtime.serve`, past FastAPI's routing and
+    endpoint machinery (a quarter of a one-row request's time on the event loop). The same
+    handlers as the router's, so answers are identical; everything else goes to the app."""
+
+    def __init__(self, app: Any, rt: Runtime) -> None:
+        self.app = app
+        self.rt = rt
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            name = version = None
+            if path == "/predict":
+                template, decode, encode, csv = path, _decode_predict, _encode_predict, False
+            elif path == "/invocations":
+                template, decode, encode, csv = path, _decode_mlflow, _encode_mlflow, True
+            elif (m := _INFER.match(path)) is not None:
+                name, version = m[1], m[2]
+                template = "/v2/models/{name}" + ("/versions/{version}" if version else "") + (
+                    "/infer"
+                )  # fmt: skip
+                decode, encode, csv = _decode_oip, _encode_oip, False
+            else:
+                await self.app(scope, receive, send)
+                return
+            scope["route"] = _Template(template)
+            response = await self.rt.serve(Request(scope, receive), decode, encode, name=name,
+                                           version=version, csv=csv)  # fmt: skip
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
