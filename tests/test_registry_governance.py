@@ -5,14 +5,12 @@ with reasons, approvals with separation of duties, each step in the audit chain 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 from loopml.errors import (
@@ -35,8 +33,7 @@ from loopml.server.app import create_app
 from loopml.server.identity import token_authenticator
 from loopml.settings import Settings
 from loopml.stack import Stack
-from loopml.tracking.artifacts import RunArtifacts
-from loopml.tracking.entities import Metric
+from loopml.testing.registry_contract import log_fake_package
 
 DANA = "dana"  # data scientist: builds, registers, asks for approval
 RITA = "rita"  # risk manager: approves
@@ -46,27 +43,7 @@ APPROVERS = PromotionPolicy(production_approvers=("risk_manager",), require_kpis
 
 def log_package(stack: Stack, metrics: dict[str, float], *, project: str | None = None) -> str:
     """A run in ``project`` with ``metrics`` and a (manifest-only) model package; its source."""
-    experiment = stack.tracking.create_experiment(
-        f"exp-{uuid.uuid4().hex[:8]}", project=project, actor=DANA
-    )
-    now = int(time.time() * 1000)
-    run = stack.tracking.create_run(
-        experiment.experiment_id, run_name="train", user=DANA, start_time=now, actor=DANA
-    )
-    stack.tracking.log_batch(
-        run.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], actor=DANA
-    )
-    manifest = {
-        "format_version": 1,
-        "flavor": "sklearn",
-        "signature": {"kind": "columns", "inputs": [{"name": "x", "dtype": "float64"}]},
-        "lineage": {"run_id": run.run_id, "datasets": [{"name": "tx", "version": "1"}]},
-        "files": {},
-    }
-    RunArtifacts(stack.tracking, stack.artifacts).log_bytes(
-        run, yaml.safe_dump(manifest).encode(), "model/loopml-model.yaml"
-    )
-    return f"runs:/{run.run_id}/model"
+    return log_fake_package(stack, metrics, project=project, actor=DANA)
 
 
 def _model(stack: Stack, policy: PromotionPolicy, *, project: str | None = None) -> str:

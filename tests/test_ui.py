@@ -18,9 +18,8 @@ from loopml.server.sessions import SessionStore
 from loopml.settings import Settings
 from loopml.stack import Stack
 from loopml.tracking.entities import Metric, Param
-from ui_fixtures import EVIL, PASSWORD, UiWorld, populate
+from ui_fixtures import EVIL, ORIGIN, PASSWORD, UiWorld, csrf_of, login, populate
 
-ORIGIN = "http://testserver"
 ESCAPED = html.escape(EVIL, quote=False)
 
 
@@ -39,27 +38,6 @@ def browser(world):
     app, _stack, _ids = world
     with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as client:
         yield client
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page) or re.search(
-        r'name="csrf-token" content="([^"]*)"', page
-    )
-    assert found, "page has no CSRF token"
-    return html.unescape(found.group(1))
-
-
-def login(client: TestClient, username: str, password: str = PASSWORD, **extra) -> str:
-    """Log in as a person would; returns the session's CSRF token."""
-    token = csrf_of(client.get("/login").text)
-    response = client.post(
-        "/login",
-        data={"username": username, "password": password, "csrf_token": token, **extra},
-        headers={"Origin": ORIGIN},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return csrf_of(client.get("/").text)
 
 
 @pytest.fixture

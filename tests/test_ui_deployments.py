@@ -24,9 +24,8 @@ from loopml.settings import Settings
 from loopml.stack import Stack
 from loopml.testing.registry_contract import log_fake_package
 from server_fixtures import uvicorn_server
-from ui_fixtures import EVIL, PASSWORD, populate
+from ui_fixtures import EVIL, ORIGIN, PASSWORD, login, populate
 
-ORIGIN = "http://testserver"
 ESCAPED = html.escape(EVIL, quote=False)
 CHROMIUM = "/usr/bin/chromium"
 NAME = "fraud-api"
@@ -127,28 +126,11 @@ def world(tmp_path_factory):
     stack.close()
 
 
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf-token" content="([^"]*)"', page)
-    assert found, "page has no CSRF token"
-    return html.unescape(found.group(1))
-
-
 @pytest.fixture
 def client(world):
     app, _stack, _traffic = world
     with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as c:
         yield c
-
-
-def login(client: TestClient, username: str) -> None:
-    token = csrf_of(client.get("/login").text)
-    response = client.post(
-        "/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token},
-        headers={"Origin": ORIGIN},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
 
 
 def page(client: TestClient, path: str) -> str:

@@ -23,9 +23,8 @@ from loopml.stack import Stack
 from loopml.tracking.artifacts import RunArtifacts
 from loopml.tracking.entities import Metric
 from server_fixtures import uvicorn_server
-from ui_fixtures import EVIL, PASSWORD, UiWorld, populate
+from ui_fixtures import EVIL, ORIGIN, PASSWORD, UiWorld, login, populate
 
-ORIGIN = "http://testserver"
 ESCAPED = html.escape(EVIL, quote=False)
 MODEL = "fraud-detector"
 CHROMIUM = "/usr/bin/chromium"
@@ -142,29 +141,11 @@ def world(tmp_path_factory):
     stack.close()
 
 
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf-token" content="([^"]*)"', page)
-    assert found, "page has no CSRF token"
-    return html.unescape(found.group(1))
-
-
 @pytest.fixture
 def client(world):
     app, _stack, _seeded = world
     with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as c:
         yield c
-
-
-def login(client: TestClient, username: str) -> str:
-    token = csrf_of(client.get("/login").text)
-    response = client.post(
-        "/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token},
-        headers={"Origin": ORIGIN},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return csrf_of(client.get("/models").text)
 
 
 def page(client: TestClient, path: str) -> str:

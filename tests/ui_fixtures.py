@@ -3,10 +3,14 @@ metric curves, artifacts, and names that try to inject HTML."""
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
+
+from fastapi.testclient import TestClient
 
 from loopml.projects.entities import Direction, JudgedAt
 from loopml.stack import Stack
@@ -170,3 +174,28 @@ def populate(stack: Stack) -> UiWorld:
         beta_exp.experiment_id, run_name="beta-run", user="bob", start_time=1, actor="setup"
     ).run_id
     return world
+
+
+ORIGIN = "http://testserver"
+
+
+def csrf_of(page: str) -> str:
+    """The session's CSRF token, from a login form or a page's meta tag."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page) or re.search(
+        r'name="csrf-token" content="([^"]*)"', page
+    )
+    assert found, "page has no CSRF token"
+    return html.unescape(found.group(1))
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD, **extra: str) -> str:
+    """Log in as a person would; returns the session's CSRF token."""
+    token = csrf_of(client.get("/login").text)
+    response = client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token, **extra},
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return csrf_of(client.get("/").text)

@@ -31,16 +31,20 @@ def _name(prefix: str = "model") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def log_fake_package(stack: Any, metrics: dict[str, float], *, path: str = "model") -> str:
-    """A run with ``metrics`` and a (manifest-only) model package at ``path``; its source."""
+def log_fake_package(
+    stack: Any, metrics: dict[str, float], *, path: str = "model", project: str | None = None,
+    actor: str = ACTOR,
+) -> str:  # fmt: skip
+    """A run (in ``project``) with ``metrics`` and a (manifest-only) model package at ``path``;
+    its source."""
     tracking = stack.tracking
-    experiment = tracking.create_experiment(_name("exp"), actor=ACTOR)
+    experiment = tracking.create_experiment(_name("exp"), project=project, actor=actor)
     now = int(time.time() * 1000)
     run = tracking.create_run(
-        experiment.experiment_id, run_name="r", user=ACTOR, start_time=now, actor=ACTOR
+        experiment.experiment_id, run_name="r", user=actor, start_time=now, actor=actor
     )
     tracking.log_batch(
-        run.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], actor=ACTOR
+        run.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], actor=actor
     )
     manifest = {
         "format_version": 1,
