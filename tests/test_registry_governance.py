@@ -419,6 +419,11 @@ def test_the_approval_flow_over_http(team):
                  ("approval.reject", RITA), ("model.alias", DANA)]:  # fmt: skip
         assert step in actions, step
     assert root.audit.verify().ok
+    # The risk manager audits the project: the model's history is theirs to read; a viewer's not.
+    seen_by_rita = [(e.action, e.actor) for e in rita.audit.list_events(object_type="model")]
+    assert ("approval.grant", RITA) in seen_by_rita and ("model.create", DANA) in seen_by_rita
+    viewer = team.http.get("/api/v1/audit/events", headers=team.as_("vic"))
+    assert viewer.status_code == 403
 
 
 def test_overrides_over_http_are_for_admins_with_a_reason(team):

@@ -9,8 +9,10 @@ from fastapi.testclient import TestClient
 from loopml.governance.roles import Action, Role, allowed
 from loopml.server.app import create_app
 from loopml.server.identity import token_authenticator
+from loopml.serving.deployments import DeploymentSpec, Target
 from loopml.settings import Settings
 from loopml.stack import Stack
+from loopml.testing.registry_contract import log_fake_package
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,16 @@ def world(tmp_path_factory):
                                  actor="setup")  # fmt: skip
         ident.grant(user, "p", role, actor="setup")
         tokens[role.value] = ident.create_token(user, "t", actor="setup")[1]
+    # Project P's model, with a version up for approval, and a deployment serving it.
+    assert stack.registry is not None and stack.deployments is not None
+    source = log_fake_package(stack, {"auc": 0.9}, project="p", actor="setup")
+    stack.registry.create_registered_model("m", actor="setup", project="p")
+    stack.registry.create_model_version("m", source, actor="setup")
+    stack.registry.promote("m", 1, to="validated", actor="setup")
+    ids["p"]["request"] = stack.registry.request_approval("m", 1, actor="setup").request_id
+    stack.deployments.create_deployment(
+        "d", DeploymentSpec(targets=(Target("m", version=1, weight=1.0),)), actor="setup"
+    )
     outsider = ident.create_user("outsider", None, is_service_account=True, actor="setup")
     tokens["outsider"] = ident.create_token(outsider, "t", actor="setup")[1]
     app = create_app(stack, authenticate=token_authenticator(stack))
@@ -68,7 +80,7 @@ def test_other_projects_are_invisible_and_untouchable(world):
     http, tokens, ids = world
     me = _as(tokens, "data_scientist")
     names = [e["name"] for e in http.get("/api/v1/experiments", headers=me).json()]
-    assert names == ["exp-p"]
+    assert "exp-p" in names and "exp-q" not in names  # (the model's run has its own, in P)
     assert [p["name"] for p in http.get("/api/v1/projects", headers=me).json()] == ["p"]
     assert http.get(f"/api/v1/runs/{ids['q']['run']}", headers=me).status_code == 403
     batch = {"params": [{"key": "x", "value": "1"}]}
@@ -94,12 +106,17 @@ def test_actor_is_the_authenticated_user(world):
 def test_auditors_see_only_their_projects_events(world):
     http, tokens, ids = world
     events = http.get("/api/v1/audit/events", headers=_as(tokens, "risk_manager")).json()
-    assert events and {e["object_id"] for e in events} <= {
-        ids["p"]["project"],
-        ids["p"]["experiment"],
-        ids["p"]["run"],
-    } | {e["object_id"] for e in events if e["object_type"] == "run"} - {ids["q"]["run"]}
-    assert ids["q"]["run"] not in {e["object_id"] for e in events}
+    visible = {(e["object_type"], e["object_id"]) for e in events}
+    q = ids["q"]
+    assert not visible & {("project", q["project"]), ("experiment", q["experiment"]),
+                          ("run", q["run"])}  # fmt: skip
+    assert {
+        ("project", ids["p"]["project"]),
+        ("run", ids["p"]["run"]),
+        ("model", "m"),
+        ("model", "m/1"),
+        ("deployment", "d"),
+    } <= visible  # P's story, models included
     assert not [e for e in events if e["object_type"] in ("user", "token", "membership")]
 
 
@@ -139,12 +156,22 @@ def _attempt(http, action: Action, ids, headers):
         case Action.USER_MANAGE:
             return http.post("/api/v1/projects", json={"name": "new-" + headers["x-who"]},
                              headers=headers)  # fmt: skip
+        case Action.MODEL_READ:
+            return http.get("/api/v1/models/m", headers=headers)
+        case Action.MODEL_WRITE:
+            return http.put("/api/v1/models/m/aliases/staging", json={"version": 1},
+                            headers=headers)  # fmt: skip
+        case Action.MODEL_APPROVE:  # the first allowed caller decides; later ones meet a 409
+            return http.post(f"/api/v1/approval-requests/{p['request']}/decision",
+                             json={"approve": False}, headers=headers)  # fmt: skip
+        case Action.DEPLOYMENT_WRITE:
+            return http.post("/api/v1/deployments/d/traffic", json={"weights": {"m:1": 1.0}},
+                             headers=headers)  # fmt: skip
     return None
 
 
-# Actions whose routes arrive with later stages (registry, serving, data).
-NOT_ROUTED_YET = {Action.MODEL_READ, Action.MODEL_WRITE,
-                  Action.MODEL_APPROVE, Action.DEPLOYMENT_WRITE, Action.DATA_WRITE}  # fmt: skip
+# Actions whose routes arrive with later stages (data).
+NOT_ROUTED_YET = {Action.DATA_WRITE}
 ROUTED = [a for a in Action if a not in NOT_ROUTED_YET]
 
 

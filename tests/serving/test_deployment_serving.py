@@ -132,3 +132,17 @@ def test_sticky_keys_keep_a_caller_on_one_version(home):
                 for _ in range(20)
             }
             assert len(answers) == 1
+
+
+def test_a_deployment_may_name_its_own_sticky_header(home):
+    _deploy(DeploymentSpec(targets=(
+        Target(MODEL, version=1, weight=0.5), Target(MODEL, version=2, weight=0.5),
+    ), sticky_key="X-Customer"))  # fmt: skip
+    with _server() as http:
+        per_customer = [
+            {http.post("/predict", json=ROW, headers={"X-Customer": f"c{i}"}).json()["version"]
+             for _ in range(10)}
+            for i in range(8)
+        ]  # fmt: skip
+    assert all(len(versions) == 1 for versions in per_customer)
+    assert set().union(*per_customer) == {"1", "2"}  # customers spread over both versions

@@ -62,7 +62,7 @@ _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
 def validate_model_name(name: str) -> str:
     """Letters, digits, ``_ . -``; 1-128 characters, starting with a letter or digit."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidArgument(
             f"invalid model name {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
@@ -72,7 +72,7 @@ def validate_model_name(name: str) -> str:
 
 def validate_alias(alias: str) -> str:
     """Letters, digits, ``_ -``; starts with a letter (so it never reads as a version number)."""
-    if not isinstance(alias, str) or not _ALIAS.match(alias):
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise InvalidArgument(
             f"invalid alias {alias!r}: use 1-64 letters, digits, '_' or '-', starting with a letter"
         )

@@ -174,7 +174,8 @@ class Runtime:
             async with self.admission.slot(deadline):
                 payload = decode_csv(body) if kind == "csv" else parse_json(body)
                 if version is None:
-                    served, shadows = self.models.route(request.headers.get("x-routing-key"), name)
+                    header = getattr(self.models, "routing_header", None) or "x-routing-key"
+                    served, shadows = self.models.route(request.headers.get(header), name)
                 else:
                     served = self.models.get(name or "", version)
                 decoded, data = model_input(served, decode, payload)

@@ -52,6 +52,13 @@ class DeploymentModelSet:
     def deployment(self) -> Deployment:
         return self._snapshot.deployment
 
+    @property
+    def routing_header(self) -> str | None:
+        """The request header whose value pins a caller to one target: the deployment's sticky
+        key when it names a header (``X-…``); the server's ``X-Routing-Key`` otherwise."""
+        key = self._snapshot.deployment.spec.sticky_key
+        return key.lower() if key and key.lower().startswith("x-") else None
+
     def _build(self, deployment: Deployment, previous: _Snapshot | None) -> _Snapshot:
         versions = {t: self._resolve(t) for t in deployment.spec.targets}
         served: dict[tuple[str, int], ServedModel] = {}

@@ -78,7 +78,7 @@ class RegistryContract:
         assert name in [m.name for m in registry.list_registered_models()]
         with pytest.raises(AlreadyExists):
             registry.create_registered_model(name, actor=ACTOR)
-        for bad in ("", "a b", "../x", "x" * 200):
+        for bad in ("", "a b", "../x", "x" * 200, "fraud\n"):
             with pytest.raises(InvalidArgument):
                 registry.create_registered_model(bad, actor=ACTOR)
         with pytest.raises(InvalidArgument):
@@ -124,7 +124,7 @@ class RegistryContract:
         assert registry.get_registered_model(name).aliases == {"staging": 2}
         with pytest.raises(NotFound):
             registry.set_alias(name, "staging", 9, actor=ACTOR)
-        for bad in ("1", "", "a/b", "x" * 70):
+        for bad in ("1", "", "a/b", "x" * 70, "prod\n"):
             with pytest.raises(InvalidArgument):
                 registry.set_alias(name, bad, 1, actor=ACTOR)
         registry.delete_alias(name, "staging", actor=ACTOR)

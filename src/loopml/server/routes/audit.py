@@ -47,6 +47,8 @@ def _visible(event: AuditEvent, caller: Caller, index: ProjectIndex) -> bool:
             "run": index.of_run,
             "experiment": index.of_experiment,
             "project": lambda ref: ref,
+            "model": lambda ref: index.of_model(ref.split("/", 1)[0]),  # "name" or "name/3"
+            "deployment": index.of_deployment,
         }[event.object_type](event.object_id)
     except (KeyError, NotFound):
         return False
