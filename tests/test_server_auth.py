@@ -229,3 +229,27 @@ def test_a_project_admin_is_not_a_platform_admin(world):
         http.post("/api/v1/projects", json={"name": "x1"}, headers=_as(tokens, "admin")).status_code
         == 403
     )
+
+
+def test_the_batch_fast_lane_keeps_every_guard(world):
+    """``/runs/{id}/batch`` is answered past FastAPI's router: still authenticated, authorized,
+    CSRF-checked and schema-checked, with the same errors."""
+    http, tokens, ids = world
+    url = f"/api/v1/runs/{ids['p']['run']}/batch"
+    body = {"tags": [{"key": "k", "value": "v"}]}
+    assert http.post(url, json=body).status_code == 401
+    assert http.post(url, json=body, headers=_as(tokens, "viewer")).status_code == 403
+    q_run = f"/api/v1/runs/{ids['q']['run']}/batch"
+    assert http.post(q_run, json=body, headers=_as(tokens, "data_scientist")).status_code == 403
+    cross_site = http.post(url, content=b'{"tags": []}', headers={
+        **_as(tokens, "data_scientist"), "Content-Type": "text/plain", "Origin": "https://evil.example",
+    })  # fmt: skip
+    assert cross_site.status_code in (400, 403, 415)
+    bad = http.post(url, json={"metrics": {"key": ["a"], "value": [1.0]}},
+                    headers=_as(tokens, "data_scientist"))  # fmt: skip
+    assert bad.status_code == 400
+    assert (
+        bad.json()["error"]["details"]["problems"][0]["where"] == "body.metrics.columns.timestamp"
+    )
+    ok = http.post(url, json=body, headers=_as(tokens, "data_scientist"))
+    assert ok.status_code == 200 and ok.json() == {"ok": True}

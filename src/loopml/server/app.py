@@ -26,6 +26,7 @@ from loopml.server.access import (
     local_authenticator,
     public,
 )
+from loopml.server.batchlane import BatchLane
 from loopml.server.jobs import JobRunner
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
@@ -137,7 +138,9 @@ def create_app(
         caller = caller_of(request)
         return {"name": caller.name, "is_admin": caller.is_admin}
 
-    # Outermost last: headers on everything, then the body limit, then metrics, then CSRF.
+    # Outermost last: headers on everything, then the body limit, then metrics, then CSRF; the
+    # batch lane innermost, so every one of them applies to it too.
+    app.add_middleware(BatchLane)
     sessions.install(app, login_enabled=authenticate is not None, backend=stack.sessions)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(

@@ -51,6 +51,17 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
+def validation_response(errors_: Any) -> JSONResponse:
+    """A request that does not match its schema: 400, naming each field and the problem."""
+    problems = [
+        {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+        for e in errors_
+    ]
+    first = problems[0] if problems else {"where": "body", "problem": "invalid"}
+    message = f"invalid request: {first['where']}: {first['problem']}"
+    return error_response(400, "invalid_argument", message, {"problems": problems[:20]})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.LoopmlError)
     async def _loopml(_: Request, exc: errors.LoopmlError) -> JSONResponse:
@@ -58,13 +69,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
-            for e in exc.errors()
-        ]
-        first = problems[0] if problems else {"where": "body", "problem": "invalid"}
-        message = f"invalid request: {first['where']}: {first['problem']}"
-        return error_response(400, "invalid_argument", message, {"problems": problems[:20]})
+        return validation_response(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
