@@ -22,6 +22,7 @@ from starlette.responses import Response
 from loopml import errors
 from loopml.server.access import caller_of
 from loopml.server.errors import error_response, status_of, validation_response
+from loopml.server.metrics import RouteLabel
 from loopml.server.routes.tracking import write_batch
 from loopml.server.schemas import BatchIn
 from loopml.server.scopes import run_scope
@@ -30,14 +31,7 @@ _BATCH = re.compile(r"^/api/v1/runs/([^/]+)/batch$")
 _OK = orjson.dumps({"ok": True})
 
 
-class _Template:
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path  # what the metrics middleware labels the request with
-
-
-_ROUTE = _Template("/api/v1/runs/{run_id}/batch")
+_ROUTE = RouteLabel("/api/v1/runs/{run_id}/batch")
 
 
 class BatchLane:

@@ -28,6 +28,16 @@ class HttpMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+class RouteLabel:
+    """Set as ``scope["route"]`` by handlers that answer past the router (the batch and inference
+    fast lanes), so their requests are labelled by route template like every other."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
 class MetricsMiddleware:
     """ASGI middleware counting requests and latency by route template."""
 
