@@ -29,19 +29,12 @@ View = Literal["active_only", "deleted_only", "all"]
 Status = Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
 DirectionIn = Literal["maximize", "minimize"]
 JudgedAtIn = Literal["validation", "production"]
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_NON_FINITE = ("NaN", "Infinity", "-Infinity")  # pydantic reads these strings as floats
 # JSON has no NaN or infinity; they travel as these strings, and the schema says so.
 JsonFloat = Annotated[
     float,
     WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "enum": list(_NON_FINITE)}]}),
 ]
-
-
-def finite_or_named(value: float) -> float | str:
-    """JSON has no NaN or infinity: send them as the strings 'NaN', 'Infinity', '-Infinity'."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 class In(BaseModel):
