@@ -56,13 +56,15 @@ class ApprovalStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+# Names of models and deployments (and the prediction log's folders): 1-128 of letters, digits,
+# "_", "." and "-", starting with a letter or digit. Use with fullmatch.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
 
 def validate_model_name(name: str) -> str:
     """Letters, digits, ``_ . -``; 1-128 characters, starting with a letter or digit."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidArgument(
             f"invalid model name {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loopml.errors import InvalidArgument
-from loopml.registry.entities import validate_alias, validate_model_name
+from loopml.registry.entities import NAME_PATTERN, validate_alias, validate_model_name
 
 MAX_TARGETS = 100
 MAX_WEIGHT = 1e6
@@ -41,14 +41,13 @@ REDACT_MODES = ("drop", "hash")
 # must give back the very same floats.
 _SUM_TOLERANCE = 1e-9
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _STICKY_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 _REF = re.compile(r"(?P<model>[^:@=\s]+)(?:(?P<sep>[:@])(?P<which>[^:@=\s]+))?")
 
 
 def validate_deployment_name(name: str) -> str:
     """Letters, digits, ``_ . -``; 1-128 characters, starting with a letter or digit."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidArgument(
             f"invalid deployment name {name!r}: use 1-128 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"

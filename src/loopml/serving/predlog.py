@@ -39,7 +39,6 @@ import hashlib
 import io
 import logging
 import random
-import re
 import threading
 import time
 import uuid
@@ -55,13 +54,13 @@ import pyarrow.parquet as pq
 from loopml.artifacts.paths import clean_relpath
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import InvalidArgument
+from loopml.registry.entities import NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
 MAX_FIELD_BYTES = 1 << 20
 """inputs/outputs/ground_truth JSON larger than this is replaced by a truncation marker."""
 HOUR_MS = 3_600_000
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _TS = pa.timestamp("ms", tz="UTC")
 PREDICTION_SCHEMA = pa.schema(
@@ -106,7 +105,7 @@ _Item = PredictionRecord | _Feedback
 
 def check_deployment_name(name: object) -> str:
     """Return ``name`` if it is a safe deployment name (letters, digits, ``_.-``), else raise."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidArgument(
             f"deployment name {name!r} is not allowed: use 1-128 letters, digits, '_', '.' or '-',"
             " starting with a letter or digit",
