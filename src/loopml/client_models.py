@@ -146,9 +146,12 @@ def resolve(client: Client, ref: str) -> tuple[Run, str, str]:
 def load_model(client: Client, ref: str, *, trust: bool | None = None) -> Predictor:
     """A :class:`~loopml.models.predictor.Predictor` for ``runs:/…``, ``models:/name/3`` or
     ``models:/name@alias``; every file is checked against the digests recorded at log time."""
+    return _load(client, *resolve(client, ref), trust=trust)
+
+
+def _load(client: Client, run: Run, path: str, digest: str, *, trust: bool | None) -> Predictor:
     from loopml.models.package import load_package
 
-    run, path, digest = resolve(client, ref)
     folder = _cached(client, run, path, digest)
     allowed = client.settings.trust_pickled_models if trust is None else trust
     return load_package(folder, trust=allowed, recorded_digest=digest)
@@ -194,7 +197,8 @@ def evaluate(
         raise InvalidArgument(f"evaluate needs a pandas DataFrame, got {type(data).__name__}")
     if target not in data.columns:
         raise InvalidArgument(f"target column {target!r} is not in the data")
-    predictor = load_model(client, ref)
+    run, path, digest = resolve(client, ref)  # once: the model and where its results go
+    predictor = _load(client, run, path, digest, trust=None)
     features = data.drop(columns=[target])
     if feature_names is not None:
         missing = [c for c in feature_names if c not in features.columns]
@@ -213,7 +217,6 @@ def evaluate(
             y_proba = None
     result = evaluate_predictions(data[target].to_numpy(), _column(y_pred), task=task,  # type: ignore[arg-type]
                                   y_proba=y_proba, slices_frame=data, slices=slices)  # fmt: skip
-    run, _, _ = resolve(client, ref)
     log_to = run_id or run.run_id
     experiment = client.get_experiment(client.get_run(log_to).experiment_id)
     project = client.stack.projects.get_project(experiment.project_id)
