@@ -249,8 +249,9 @@ class _PredictionHooks:
     """Hands each answer and each feedback to the prediction log (a queue append, no I/O)."""
 
     def __init__(self, client: Client, spec: InferenceServerSpec, models: ModelSet) -> None:
-        from loopml.serving.predlog import PredictionLogger
+        from loopml.serving.predlog import PredictionLogger, PredictionRecord
 
+        self._record = PredictionRecord
         deployment = getattr(models, "deployment", None)
         self.name = deployment.name if deployment is not None else models.names()[0]
         sample, redact = client.settings.prediction_log_sample_rate, None
@@ -261,10 +262,8 @@ class _PredictionHooks:
             sample_rate=sample, redact=redact,
         )  # fmt: skip
 
-    def on_prediction(self, event: PredictionEvent) -> None:
-        from loopml.serving.predlog import PredictionRecord
-
-        self.log.record(PredictionRecord(
+    def on_prediction(self, event: PredictionEvent) -> None:  # per answer: no import here
+        self.log.record(self._record(
             request_id=event.request_id, deployment=self.name, model=event.model,
             version=event.version, timestamp_ms=event.timestamp_ms, route=event.route,
             inputs=event.inputs, outputs=event.outputs, latency_ms=event.latency_ms,
