@@ -9,6 +9,7 @@ verifies every file again; pickle-based flavors load only with trust (see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopml.errors import InvalidArgument, NotFound
+from loopml.errors import AlreadyExists, InvalidArgument, NotFound
 from loopml.models.refs import AliasRef, RunRef, VersionRef, parse_model_ref
 from loopml.tracking.entities import Run
 
@@ -110,11 +111,8 @@ def register_model(
     except NotFound:
         run = client.get_run(run_id)
         project = client.get_experiment(run.experiment_id).project_id
-        try:
+        with contextlib.suppress(AlreadyExists):  # someone else created it meanwhile: fine
             registry.create_registered_model(name, actor=client.actor, project=project)
-        except Exception as e:  # someone else created it meanwhile: fine
-            if type(e).__name__ != "AlreadyExists":
-                raise
     return registry.create_model_version(name, source, actor=client.actor,
                                          description=description, tags=tags)  # fmt: skip
 

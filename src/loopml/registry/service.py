@@ -12,12 +12,14 @@ someone other than the requester (separation of duties).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, ValidationFailed
+from loopml.governance.roles import parse_role
 from loopml.projects.store import ProjectStore
 from loopml.registry.entities import (
     EVENTS,
@@ -158,8 +160,6 @@ class RegistryService:
 
     def set_policy(self, name: str, policy: PromotionPolicy, *, actor: str) -> None:
         for role in policy.production_approvers:
-            from loopml.governance.roles import parse_role
-
             parse_role(role)
         self.store.set_policy(name, policy, actor=actor)
 
@@ -198,8 +198,6 @@ class RegistryService:
         kpis = self._projects.get_project(model.project_id).kpis if policy.require_kpis else ()
         artifacts = [r.path for r in self._tracking.list_artifact_records(candidate.run_id)]
         checks = run_gates(policy, metrics, kpis=kpis, champion=champion, artifacts=artifacts)
-        import time
-
         report = GateReport(
             report_id=uuid.uuid4().hex, name=name, version=version, target=target,
             passed=all(c.passed for c in checks), checks=checks, created_by=actor,
