@@ -409,7 +409,8 @@ def _numeric_json_fast_path(
     specs: tuple[ColumnSpec, ...], data: Any, names: list[str]
 ) -> pd.DataFrame | None:
     """A request's columns (or records) of plain JSON numbers for an all-float signature: one
-    numpy array, one DataFrame block. About 30 times faster than checking column by column;
+    numpy array, one DataFrame block, instead of checking column by column (which dominated a
+    one-row request's time in profiles of the inference server);
     anything unusual (ints, text, missing or extra columns) goes the careful way."""
     import numpy as np
     import pandas as pd
@@ -441,7 +442,7 @@ def _numeric_fast_path(
     specs: tuple[ColumnSpec, ...], frame: pd.DataFrame, names: list[str]
 ) -> pd.DataFrame | None:
     """All-numeric signatures fed plain numpy columns (what JSON numbers become): reorder and
-    cast the whole frame at once instead of column by column (20 columns: 0.2 ms, not 6 ms).
+    cast the whole frame at once instead of column by column.
     Anything else (text, missing values in int columns, floats for ints) takes the careful path,
     which also words the errors; None means "take it"."""
     import numpy as np

@@ -81,7 +81,8 @@ def metric_records(metrics: Sequence[Any]) -> None:
     """Check a batch of :class:`Metric` records; whole columns at once in the common case.
 
     The same checks as ``validate_key``, ``metric_value``, ``metric_step`` and
-    ``metric_timestamp`` on every record (1,000 records: 60 µs instead of 900 µs).
+    ``metric_timestamp`` on every record, with one pass per column instead of four calls per
+    record.
     """
     for m in metrics:
         if not isinstance(m, Metric):
