@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from loopml.server.app import create_app
+from loopml.server.http_protocol import HttpProtocol
 from loopml.settings import Settings
 from loopml.stack import Stack
 
@@ -35,7 +36,9 @@ def free_port() -> int:
 def uvicorn_server(app: FastAPI) -> Iterator[str]:
     """Run ``app`` on 127.0.0.1 in a thread; yield its base URL; stop it afterwards."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    # HttpProtocol: what `loopml server` and `loopml serve` run
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                            http=HttpProtocol)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -3,6 +3,7 @@ retries without double writes, and many concurrent writers."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -294,7 +295,7 @@ def test_every_connection_gets_tcp_nodelay_even_from_a_protocol_0_listener():
     """uvicorn's multi-worker socket is protocol 0, so asyncio skips TCP_NODELAY: we set it."""
     import socket
 
-    from loopml.server.main import NoDelayHttpProtocol, _with_nodelay
+    from loopml.server.http_protocol import HttpProtocol, tuned_protocol
 
     class Base:
         def connection_made(self, transport):
@@ -314,8 +315,12 @@ def test_every_connection_gets_tcp_nodelay_even_from_a_protocol_0_listener():
         accepted, _ = listener.accept()
         with accepted:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
-            proto = _with_nodelay(Base)()
-            proto.connection_made(Transport(accepted))
+            proto = tuned_protocol(Base)()
+            asyncio.run(_connect(proto, Transport(accepted)))
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-            assert proto.transport.sock is accepted
-    assert NoDelayHttpProtocol.__module__ == "loopml.server.main"  # importable by workers
+            assert proto.transport.get_extra_info("socket") is accepted
+    assert HttpProtocol.__module__ == "loopml.server.http_protocol"  # importable by workers
+
+
+async def _connect(proto, transport):
+    proto.connection_made(transport)

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     serve_max_request_bytes: int = Field(default=8 * 2**20, ge=1024)
     serve_memory_limit_mb: int | None = Field(default=None, ge=64, description="per process")
     serve_cpu_limit_s: int | None = Field(default=None, ge=1, description="CPU seconds/process")
+    serve_cpus_per_worker: int = Field(
+        default=1, ge=0, le=4096, description="CPUs each worker binds its threads to; 0: unbound"
+    )
     prediction_log_flush_s: float = Field(default=5.0, gt=0, le=3600)
     prediction_log_sample_rate: float = Field(default=1.0, ge=0, le=1)
 

@@ -14,8 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from typer.testing import CliRunner
 
-from loopml.backends.http.loadgen import run_http_load
+from loopml.backends.http.loadgen import http_sender_factory, run_http_load
 from loopml.cli.main import app
+from loopml.errors import InvalidArgument
 from loopml.serving.loadtest import (
     LatencySummary,
     LoadResult,
@@ -176,13 +177,16 @@ def test_gates():
 
 def test_a_broken_sender_counts_as_an_error_and_the_run_goes_on():
     class Broken:
-        def __call__(self) -> str:
+        async def __call__(self) -> str:
             raise RuntimeError("bug")
 
-        def close(self) -> None:
+        async def close(self) -> None:
             pass
 
-    result = run_load(Broken, concurrency=2, duration_s=0.05)
+    async def connect() -> Broken:
+        return Broken()
+
+    result = run_load(connect, concurrency=2, duration_s=0.05)
     assert result.sent > 0 and result.errors == {"other": result.sent}
 
 
@@ -233,3 +237,78 @@ def test_cli_bad_arguments_are_one_line_errors(tmp_path):
         res = runner.invoke(app, ["loadtest", *args, "-d", "0.1"])
         assert res.exit_code == 1, (args, res.output)
         assert res.output.startswith("error:") and "Traceback" not in res.output
+
+
+@contextmanager
+def scripted_server(answer: bytes, *, close_after: bool = False) -> Iterator[str]:
+    """Answers every request (headers up to the blank line, then Content-Length bytes) with
+    ``answer`` verbatim; closes the connection after each one if ``close_after``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while not stop.is_set():
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = next((int(ln.split(b":")[1]) for ln in head.split(b"\r\n")
+                               if ln.lower().startswith(b"content-length")), 0)  # fmt: skip
+                while len(data) < length:
+                    data += conn.recv(65536)
+                data = data[length:]
+                conn.sendall(answer)
+                if close_after:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/x"
+    finally:
+        stop.set()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "close_after"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4;ext=1\r\nabcd\r\n3\r\nefg\r\n0\r\nX-Trailer: t\r\n\r\n",
+            False,
+        ),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.0 200 OK\r\n\r\nbody until the connection ends", True),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", False),
+    ],
+    ids=["chunked-with-trailers", "interim-100", "connection-close", "read-to-close", "204"],
+)
+def test_every_way_an_answer_can_end_is_read_whole(answer, close_after):
+    with scripted_server(answer, close_after=close_after) as url:
+        result = run_http_load(url, concurrency=2, duration_s=0.3, payload=b"{}")
+    assert result.sent > 4 and result.ok == result.sent and result.errors == {}
+
+
+def test_an_answer_that_is_not_http_is_a_connection_error():
+    with scripted_server(b"SSH-2.0-OpenSSH\r\n\r\n") as url:
+        result = run_http_load(url, concurrency=1, duration_s=0.2)
+    assert result.sent > 0 and result.errors == {"connection": result.sent}
+
+
+@pytest.mark.parametrize("headers", [{"X-A": "1\r\nX-Injected: 1"}, {"Bad:Name": "1"}, {" ": "1"}])
+def test_headers_that_would_split_the_request_are_refused(headers):
+    with pytest.raises(InvalidArgument, match="bad header"):
+        http_sender_factory("http://127.0.0.1:1/x", headers=headers)

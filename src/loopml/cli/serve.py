@@ -42,6 +42,12 @@ def serve_model(
     timeout: float | None = typer.Option(None, min=0.001, help="Seconds per request (then 504)."),
     memory_limit_mb: int | None = typer.Option(None, min=64, help="Memory cap per process."),
     cpu_limit_s: int | None = typer.Option(None, min=1, help="CPU-seconds cap per process."),
+    cpus_per_worker: int | None = typer.Option(
+        None,
+        min=0,
+        help="CPUs each worker binds its threads to, none shared with another "
+        "loopml worker (default 1; 0: unbound, for models that parallelise inside a call).",
+    ),
     trust: bool | None = typer.Option(
         None, "--trust/--no-trust", help="Load pickle-based packages this platform recorded."
     ),
@@ -53,13 +59,13 @@ def serve_model(
 
     from loopml.errors import InvalidArgument
     from loopml.models.refs import parse_model_ref
+    from loopml.server.http_protocol import HttpProtocol
     from loopml.server.inference import (
         InferenceServerSpec,
         build_deployment,
         build_single_model,
         check_inference_bind,
     )
-    from loopml.server.main import NoDelayHttpProtocol
     from loopml.serving.limits import apply_limits
     from loopml.settings import Settings
 
@@ -78,6 +84,7 @@ def serve_model(
         max_queue=_pick(max_queue, s.serve_max_queue),
         timeout_s=_pick(timeout, s.serve_timeout_s),
         max_request_bytes=s.serve_max_request_bytes,
+        cpus_per_worker=_pick(cpus_per_worker, s.serve_cpus_per_worker),
     )  # fmt: skip
     bind_port = _pick(port, s.serve_port)
     # rlimits are inherited by the worker processes: each gets its own cap
@@ -87,11 +94,12 @@ def serve_model(
         processes=workers,
     )
     options = {"host": host, "port": bind_port, "log_level": "warning",
-               "http": NoDelayHttpProtocol}  # fmt: skip
+               "http": HttpProtocol}  # fmt: skip
     if workers == 1:
         app = spec()  # load now: a bad reference is one clean error line
         console.print(
-            f"loopml serve {spec.source} on http://{host}:{bind_port}  (limits: {limits})"
+            f"loopml serve {spec.source} on http://{host}:{bind_port}  (limits: {limits}; "
+            f"{app.state.placement.describe()})"
         )
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
@@ -115,7 +123,7 @@ def serve_model(
     config = uvicorn.Config(spec, factory=True, workers=workers, **options)  # type: ignore[arg-type]
     console.print(
         f"loopml serve {spec.source} on http://{host}:{bind_port}, {workers} workers  "
-        f"(limits: {limits})"
+        f"(limits: {limits}; {spec.cpus_per_worker or 'unbound'} CPUs per worker)"
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 

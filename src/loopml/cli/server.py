@@ -19,7 +19,8 @@ def serve(
     """Serve the REST API under /api/v1 (OpenAPI at /api/v1/openapi.json), /healthz, /metrics."""
     import uvicorn
 
-    from loopml.server.main import NoDelayHttpProtocol, check_bind
+    from loopml.server.http_protocol import HttpProtocol
+    from loopml.server.main import check_bind
 
     check_bind(host, auth)
     # Workers build their app from the environment: pass the choices down that way.
@@ -29,5 +30,5 @@ def serve(
     console.print(f"loopml server on http://{host}:{port}  (auth {'on' if auth else 'off'})")
     uvicorn.run(
         "loopml.server.main:app_from_settings", factory=True, host=host, port=port,
-        workers=workers, log_level="warning", http=NoDelayHttpProtocol,
+        workers=workers, log_level="warning", http=HttpProtocol,
     )  # fmt: skip

@@ -29,19 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import Receive, Scope, Send
 
 from loopml import __version__
 from loopml.errors import InvalidArgument
 from loopml.server import errors
 from loopml.server.inference_routes import FastLane, inference_router
-from loopml.server.inference_runtime import Runtime
+from loopml.server.inference_runtime import Runtime, request_id_of
 from loopml.server.limits import BodyLimit
 from loopml.server.main import is_loopback
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
 from loopml.serving.admission import Admission
 from loopml.serving.batching import PredictPool
 from loopml.serving.modelset import ModelSet, SingleModel
-from loopml.serving.protocol import FeedbackEvent, PredictionEvent, clean_request_id
+from loopml.serving.protocol import FeedbackEvent, PredictionEvent
 
 if TYPE_CHECKING:
     from loopml.client import Client
@@ -74,6 +75,20 @@ class InferenceMetrics(HttpMetrics):
               registry=r).set_function(lambda: pool.stuck)  # fmt: skip
 
 
+class InferenceApp(FastAPI):
+    """The inference app: its :class:`FastLane` answers inference requests before the
+    middleware; everything else is an ordinary FastAPI app."""
+
+    lane: FastLane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.lane.match(scope)
+        if route is not None:
+            await self.lane.answer(route, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 class RequestIdMiddleware:
     """Gives every request an id (the caller's sane ``X-Request-ID``, else a new one) and puts
     it on the response, so a caller can send ``/feedback`` for it later."""
@@ -85,12 +100,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = None
-        for key, value in scope.get("headers", ()):
-            if key == b"x-request-id":
-                given = value.decode("latin-1")
-                break
-        rid = clean_request_id(given)
+        rid = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = rid
         header = (b"x-request-id", rid.encode())
 
@@ -135,12 +145,12 @@ def create_inference_app(
             if on_shutdown is not None:  # e.g. flush the prediction log: a clean stop loses none
                 on_shutdown()
 
-    app = FastAPI(title="loopml inference", version=__version__, lifespan=lifespan,
-                  openapi_url=None, docs_url=None, redoc_url=None)  # fmt: skip
+    app = InferenceApp(title="loopml inference", version=__version__, lifespan=lifespan,
+                       openapi_url=None, docs_url=None, redoc_url=None)  # fmt: skip
+    app.lane = FastLane(rt, max_request_bytes)
     app.state.inference = rt
     errors.install(app)
     app.include_router(inference_router(rt))
-    app.add_middleware(FastLane, rt=rt)  # innermost: inside the body limit, metrics, request id
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, max_artifact_bytes=max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
@@ -215,10 +225,14 @@ class InferenceServerSpec:
     build: ModelSetBuilder = build_single_model
     log_predictions: bool = False
     poll_s: float = 1.0
+    cpus_per_worker: int = 0
 
     def __call__(self) -> FastAPI:
         from loopml.client import Client
+        from loopml.serving.placement import claim_cpus
 
+        # First, before this process starts threads: they inherit the binding.
+        placement = claim_cpus(self.cpus_per_worker)
         client = Client()
         models = self.build(client, self)
         hooks = _PredictionHooks(client, self, models) if self.log_predictions else None
@@ -230,6 +244,7 @@ class InferenceServerSpec:
             if hooks is not None:
                 hooks.close()
             client.close()
+            placement.release()
 
         app = create_inference_app(
             models, max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms,
@@ -238,6 +253,7 @@ class InferenceServerSpec:
             on_prediction=hooks.on_prediction if hooks else None,
             on_feedback=hooks.on_feedback if hooks else None, on_shutdown=shutdown,
         )  # fmt: skip
+        app.state.placement = placement
         # The model and the app live as long as the process: keep them out of the collector's
         # full passes, which would otherwise walk them during requests.
         gc.collect()

@@ -1,30 +1,37 @@
 """The inference server's routes: OIP V2 REST, /predict, /invocations, /feedback, health, metrics.
 
 Each inference route is a decoder and an encoder around :meth:`Runtime.serve`
-(:mod:`loopml.server.inference_runtime`); metadata and health answer from the model set.
+(:mod:`loopml.server.inference_runtime`), answered by :class:`FastLane` before the app's
+middleware; metadata, health, feedback and metrics are ordinary routes.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from loopml import __version__
-from loopml.errors import LoopmlError
+from loopml.errors import LoopmlError, TooLarge
 from loopml.server.inference_runtime import (
     Decode,
     Encode,
     Runtime,
     error_response,
     json_response,
+    log,
     media_type,
     parse_json,
+    request_id_of,
 )
-from loopml.server.metrics import RouteLabel
+from loopml.server.limits import read_body
 from loopml.serving.modelset import ServedModel
 from loopml.serving.payloads import decode_invocations, decode_predict, predictions
 from loopml.serving.protocol import Decoded, decode_infer, encode_outputs
@@ -60,7 +67,6 @@ def _encode_mlflow(output: Any, served: ServedModel, decoded: Decoded, rid: str)
 def inference_router(rt: Runtime) -> APIRouter:
     """Every route of the inference server, over ``rt``."""
     router = APIRouter()
-    oip: tuple[Decode, Encode] = (_decode_oip, _encode_oip)
 
     @router.get("/v2/health/live")
     async def live() -> Response:
@@ -91,26 +97,10 @@ def inference_router(rt: Runtime) -> APIRouter:
     async def version_ready(name: str, version: str) -> Response:
         return _model_ready(rt, name, version)
 
-    @router.post("/v2/models/{name}/infer")
-    async def infer(name: str, request: Request) -> Response:
-        return await rt.serve(request, *oip, name=name)
-
-    @router.post("/v2/models/{name}/versions/{version}/infer")
-    async def version_infer(name: str, version: str, request: Request) -> Response:
-        return await rt.serve(request, *oip, name=name, version=version)
-
-    @router.post("/predict")
-    async def predict(request: Request) -> Response:
-        return await rt.serve(request, _decode_predict, _encode_predict)
-
-    @router.post("/invocations")
-    async def invocations(request: Request) -> Response:
-        return await rt.serve(request, _decode_mlflow, _encode_mlflow, csv=True)
-
     @router.post("/feedback")
     async def feedback(request: Request) -> Response:
         try:
-            media_type(request)
+            media_type(request.headers)
             event = rt.feedback(parse_json(await request.body()))
         except LoopmlError as e:
             return error_response(e)
@@ -151,35 +141,76 @@ def _model_ready(rt: Runtime, name: str, version: str | None) -> Response:
 _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
 
+@dataclass(frozen=True, slots=True)
+class LaneRoute:
+    """An inference route :class:`FastLane` matched: its template, format and target model."""
+
+    template: str
+    decode: Decode
+    encode: Encode
+    csv: bool = False
+    name: str | None = None
+    version: str | None = None
+
+
+_PREDICT = LaneRoute("/predict", _decode_predict, _encode_predict)
+_INVOCATIONS = LaneRoute("/invocations", _decode_mlflow, _encode_mlflow, csv=True)
+
+
 class FastLane:
-    """ASGI: the inference routes straight to :meth:`Runtime.serve`, past FastAPI's routing and
-    endpoint machinery (a quarter of a one-row request's time on the event loop). The same
-    handlers as the router's, so answers are identical; everything else goes to the app."""
+    """The inference routes (``POST`` OIP infer, ``/predict``, ``/invocations``), answered from
+    ASGI in one function: the request id, the body limit and the metrics the other routes get
+    from middleware are done in line, and there is no router or endpoint machinery in between
+    (together most of a one-row request's time on the event loop). Every other request goes
+    through the app's middleware and routes."""
 
-    def __init__(self, app: Any, rt: Runtime) -> None:
-        self.app = app
+    def __init__(self, rt: Runtime, max_bytes: int) -> None:
         self.rt = rt
+        self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            name = version = None
-            if path == "/predict":
-                template, decode, encode, csv = path, _decode_predict, _encode_predict, False
-            elif path == "/invocations":
-                template, decode, encode, csv = path, _decode_mlflow, _encode_mlflow, True
-            elif (m := _INFER.match(path)) is not None:
-                name, version = m[1], m[2]
-                template = "/v2/models/{name}" + ("/versions/{version}" if version else "") + (
-                    "/infer"
-                )  # fmt: skip
-                decode, encode, csv = _decode_oip, _encode_oip, False
-            else:
-                await self.app(scope, receive, send)
-                return
-            scope["route"] = RouteLabel(template)
-            response = await self.rt.serve(Request(scope, receive), decode, encode, name=name,
-                                           version=version, csv=csv)  # fmt: skip
-            await response(scope, receive, send)
+    def match(self, scope: Scope) -> LaneRoute | None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        path: str = scope["path"]
+        if path == "/predict":
+            return _PREDICT
+        if path == "/invocations":
+            return _INVOCATIONS
+        m = _INFER.match(path)
+        if m is None:
+            return None
+        name, version = m[1], m[2]
+        template = "/v2/models/{name}/versions/{version}/infer" if version else (
+            "/v2/models/{name}/infer"
+        )  # fmt: skip
+        return LaneRoute(template, _decode_oip, _encode_oip, False, name, version)
+
+    async def answer(self, route: LaneRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        rid = request_id_of(scope)
+        try:
+            body = await read_body(scope, receive, self.max_bytes)
+            response = await self.rt.serve(
+                scope["path"], Headers(scope=scope), body, route.decode, route.encode, rid=rid,
+                name=route.name, version=route.version, csv=route.csv,
+            )  # fmt: skip
+        except ClientDisconnect:  # nobody to answer
             return
-        await self.app(scope, receive, send)
+        except TooLarge as e:  # the rest of the body is unread: answer and close
+            response = error_response(e)
+            response.headers["connection"] = "close"
+        except Exception:
+            log.exception("inference request %s failed", rid)
+            response = error_response(LoopmlError("internal error; see the server log"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [*response.raw_headers, (b"x-request-id", rid.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+        self.rt.metrics.observe("POST", route.template, response.status_code,
+                                time.perf_counter() - start)  # fmt: skip
+        if response.background is not None:  # the prediction log, shadows: after the answer
+            await response.background()

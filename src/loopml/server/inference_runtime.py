@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from starlette.background import BackgroundTask
-from starlette.requests import ClientDisconnect, Request
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from loopml.errors import InvalidArgument, LoopmlError, Unavailable
@@ -88,16 +88,17 @@ def plain(value: Any) -> Any:
     return value
 
 
-def request_id(request: Request) -> str:
-    """The id the request-id middleware gave this request."""
-    state = request.scope.get("state") or {}
-    rid = state.get("request_id")
-    return rid if isinstance(rid, str) else clean_request_id(request.headers.get("x-request-id"))
+def request_id_of(scope: Mapping[str, Any]) -> str:
+    """The caller's sane ``X-Request-ID``, else a new id."""
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id":
+            return clean_request_id(value.decode("latin-1"))
+    return clean_request_id(None)
 
 
-def media_type(request: Request, *, csv: bool = False) -> str:
+def media_type(headers: Mapping[str, str], *, csv: bool = False) -> str:
     """``json`` or ``csv`` from the Content-Type (none means JSON); anything else is 415."""
-    raw = request.headers.get("content-type")
+    raw = headers.get("content-type")
     if raw is None:
         return "json"
     mt = raw.partition(";")[0].strip().lower()
@@ -151,13 +152,13 @@ class Runtime:
         return self.models.ready() and self.pool.ready()
 
     async def serve(
-        self, request: Request, decode: Decode, encode: Encode, *, name: str | None = None,
-        version: str | None = None, csv: bool = False,
+        self, path: str, headers: Headers, body: bytes, decode: Decode, encode: Encode, *,
+        rid: str, name: str | None = None, version: str | None = None, csv: bool = False,
     ) -> Response:  # fmt: skip
-        """Answer one inference request (see the module docstring)."""
+        """Answer one inference request to ``path`` whose ``body`` was read (see the module
+        docstring)."""
         start = time.perf_counter()
         started_ms = int(time.time() * 1000)
-        rid = request_id(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         served: ServedModel | None = None
@@ -166,16 +167,12 @@ class Runtime:
         decoded: Decoded | None = None
         output: Any = None
         try:
-            kind = media_type(request, csv=csv)
-            try:
-                body = await request.body()
-            except ClientDisconnect:  # gone, or cut off by the body limit (already answered)
-                return Response(status_code=499)
+            kind = media_type(headers, csv=csv)
             async with self.admission.slot(deadline):
                 payload = decode_csv(body) if kind == "csv" else parse_json(body)
                 if version is None:
                     header = getattr(self.models, "routing_header", None) or "x-routing-key"
-                    served, shadows = self.models.route(request.headers.get(header), name)
+                    served, shadows = self.models.route(headers.get(header), name)
                 else:
                     served = self.models.get(name or "", version)
                 decoded, data = model_input(served, decode, payload)
@@ -195,7 +192,7 @@ class Runtime:
             response = error_response(e)
         if served is not None and (self.on_prediction is not None):
             latency_ms = (time.perf_counter() - start) * 1000
-            args = (rid, request.scope["path"], served, shadows, payload, decoded, output,
+            args = (rid, path, served, shadows, payload, decoded, output,
                     response.status_code, latency_ms, started_ms, decode)  # fmt: skip
             response.background = BackgroundTask(self._report, *args)
         return response

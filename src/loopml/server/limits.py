@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
+from starlette.requests import ClientDisconnect
+
+from loopml.errors import TooLarge
 from loopml.server.errors import error_body
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 Message = dict[str, Any]
 
 
@@ -63,6 +67,32 @@ class BodyLimit:
                 raise
 
 
+async def read_body(scope: Scope, receive: Any, limit: int) -> bytes:
+    """The whole request body, for a handler that answers past :class:`BodyLimit`: the same
+    limit, declared or streamed (:class:`TooLarge`; stop reading, answer 413 and close).
+    ``ClientDisconnect`` if the caller goes away first."""
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"request body exceeds the limit of {limit} bytes", details={"limit": limit})
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
@@ -74,11 +104,8 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _reject(send: Any, limit: int) -> None:
-    body = json.dumps(
-        error_body(
-            "too_large", f"request body exceeds the limit of {limit} bytes", {"limit": limit}
-        )
-    ).encode()
+    err = _too_large(limit)
+    body = json.dumps(error_body(err.code, err.message, err.details)).encode()
     await send(
         {
             "type": "http.response.start",

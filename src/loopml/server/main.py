@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import ipaddress
-import socket
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -34,43 +31,6 @@ def check_bind(host: str, auth: bool) -> None:
             f"refusing to serve on {host} without authentication: use --auth (after "
             "`loopml admin init`), or bind to 127.0.0.1"
         )
-
-
-def _with_nodelay(base: type) -> type:
-    """A uvicorn HTTP protocol that sets TCP_NODELAY on every connection it serves.
-
-    With several workers uvicorn binds its shared socket as ``socket.socket(family)``
-    (protocol 0), and asyncio only sets TCP_NODELAY on IPPROTO_TCP sockets: every response on a
-    kept-alive connection then waits for the peer's delayed ACK, 44 ms here (measured in
-    benchmarks/RESULTS.md). Setting the option ourselves keeps one and many workers alike.
-    """
-
-    class NoDelay(base):
-        def connection_made(self, transport: Any) -> None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            super().connection_made(transport)
-
-    NoDelay.__name__ = NoDelay.__qualname__ = f"NoDelay{base.__name__}"
-    return NoDelay
-
-
-def _http_protocol() -> type:
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-        return HttpToolsProtocol
-    except ImportError:  # httptools is optional; h11 is pure Python
-        from uvicorn.protocols.http.h11_impl import H11Protocol
-
-        return H11Protocol
-
-
-NoDelayHttpProtocol = _with_nodelay(_http_protocol())
-NoDelayHttpProtocol.__module__ = __name__
-NoDelayHttpProtocol.__qualname__ = NoDelayHttpProtocol.__name__ = "NoDelayHttpProtocol"
 
 
 def app_from_settings(settings: Settings | None = None) -> FastAPI:

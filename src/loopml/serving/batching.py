@@ -55,15 +55,23 @@ def model_failure(exc: BaseException) -> LoopmlError:
     return ModelError(f"the model crashed (not a problem with the input): {text}")
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its binding, see :mod:`.placement`)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class PredictPool:
     """The worker threads every batcher of an app predicts in.
 
-    ``threads`` is how many batches each model runs at once; ``max_stuck`` more threads stand by
-    for predictions abandoned past their deadline.
+    ``threads`` is how many batches each model runs at once (default: one per CPU the process
+    may use, at most 4: on one CPU a second batch would only wait for the GIL); ``max_stuck``
+    more threads stand by for predictions abandoned past their deadline.
     """
 
     def __init__(self, threads: int | None = None, max_stuck: int = 4) -> None:
-        self.threads = max(1, threads if threads is not None else min(4, os.cpu_count() or 1))
+        self.threads = max(1, threads if threads is not None else min(4, usable_cpus()))
         self.max_stuck = max(0, max_stuck)
         self.stuck = 0
         self.executor = concurrent.futures.ThreadPoolExecutor(

@@ -1,15 +1,18 @@
 """Load tests: drive an endpoint from N workers, summarise latencies and errors, check gates.
 
 The engine knows nothing about HTTP: each worker gets a :class:`Sender` from a factory (the
-HTTP one is :mod:`loopml.backends.http.loadgen`) and calls it once per request; the time
-around that call is the request's latency. Two ways to generate load:
+HTTP one is :mod:`loopml.backends.http.loadgen`) and awaits it once per request; the time
+around that call is the request's latency. The workers are coroutines on one event loop in one
+thread: a load generator must cost far less than the server it measures, and a thread per
+worker would make every answer wait for the GIL before its time is taken. Two ways to generate
+load:
 
 * closed loop (``rate=None``): every worker sends its next request as soon as the previous one
   is answered, for ``duration_s``;
 * open loop (``rate=R``): requests are scheduled at ``R`` per second in total, request ``k`` at
-  ``k / R`` seconds, whatever the answers take. A request that starts more than a millisecond
-  after its slot (all workers were busy) is counted as a *late start*: many late starts mean
-  the offered rate was not reached and the concurrency is too low for it.
+  ``k / R`` seconds, whatever the answers take. A request that starts more than two
+  milliseconds after its slot (all workers were busy) is counted as a *late start*: many late
+  starts mean the offered rate was not reached and the concurrency is too low for it.
 
 Requests started during the first ``warmup_s`` seconds are sent but not counted.
 Latencies are kept for every request that got an HTTP answer (any status); timeouts and
@@ -18,12 +21,13 @@ connection errors are counted as errors only.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import math
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -34,20 +38,20 @@ ANSWERED = frozenset({OK, "http_1xx", "http_3xx", "http_4xx", "http_5xx"})
 """Outcomes that are an HTTP answer: their latency counts. Other kinds (``timeout``,
 ``connection``, ``other``) are failures without an answer."""
 
-LATE_TOLERANCE_S = 0.001
+LATE_TOLERANCE_S = 0.002  # the event loop's timers wake up to a millisecond late
 
 
 class Sender(Protocol):
     """One worker's connection: send the request once, say how it went."""
 
-    def __call__(self) -> str:
+    async def __call__(self) -> str:
         """``"ok"`` or the error kind (``http_4xx``, ``http_5xx``, ``timeout``, ``connection``…)."""
         ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
-SenderFactory = Callable[[], Sender]
+SenderFactory = Callable[[], Awaitable[Sender]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,15 +201,13 @@ class _Schedule:
     def __init__(self, start: float, end: float, rate: float) -> None:
         self.start, self.end, self.rate = start, end, rate
         self._k = 0
-        self._lock = threading.Lock()
 
     def next(self) -> float | None:
-        with self._lock:
-            at = self.start + self._k / self.rate
-            if at >= self.end:
-                return None
-            self._k += 1
-            return at
+        at = self.start + self._k / self.rate
+        if at >= self.end:
+            return None
+        self._k += 1
+        return at
 
 
 def run_load(
@@ -213,7 +215,7 @@ def run_load(
     warmup_s: float = 0.0, rows_per_request: int = 1, target: str = "",
     clock: Callable[[], float] = time.perf_counter,
 ) -> LoadResult:  # fmt: skip
-    """Drive ``concurrency`` workers (threads, each with its own sender from ``connect``) for
+    """Drive ``concurrency`` workers (coroutines, each with its own sender from ``connect``) for
     ``warmup_s + duration_s`` seconds and summarise the measured part."""
     if concurrency < 1:
         raise InvalidArgument(f"concurrency must be at least 1, got {concurrency}")
@@ -221,7 +223,25 @@ def run_load(
         raise InvalidArgument("duration must be positive and warmup not negative")
     if rate is not None and rate <= 0:
         raise InvalidArgument(f"rate must be positive, got {rate}")
-    senders = [connect() for _ in range(concurrency)]  # connection setup is not measured
+    return _run_sync(_load(connect, concurrency, duration_s, rate, warmup_s, rows_per_request,
+                           target, clock))  # fmt: skip
+
+
+def _run_sync(coro: Coroutine[Any, Any, LoadResult]) -> LoadResult:
+    """Run ``coro`` on a new event loop: here, or in a thread if this one already runs one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _load(
+    connect: SenderFactory, concurrency: int, duration_s: float, rate: float | None,
+    warmup_s: float, rows_per_request: int, target: str, clock: Callable[[], float],
+) -> LoadResult:  # fmt: skip
+    senders = [await connect() for _ in range(concurrency)]  # setup is not measured
     begin = clock()
     measure_from = begin + warmup_s
     end = measure_from + duration_s
@@ -229,7 +249,7 @@ def run_load(
     workers = [_Worker() for _ in senders]
     last_answer = [measure_from] * concurrency
 
-    def work(i: int) -> None:
+    async def work(i: int) -> None:
         sender, mine = senders[i], workers[i]
         while True:
             if schedule is None:
@@ -243,13 +263,14 @@ def run_load(
                     return
                 wait = slot - clock()
                 if wait > 0:
-                    time.sleep(wait)
+                    await asyncio.sleep(wait)
                 started = clock()
                 late = started - slot > LATE_TOLERANCE_S
             try:
-                outcome = sender()
+                outcome = await sender()
             except Exception:  # a sender must not kill its worker; count it and go on
                 outcome = "other"
+                await asyncio.sleep(0)  # and must not starve the other workers
             finished = clock()
             if started < measure_from:
                 continue
@@ -259,16 +280,11 @@ def run_load(
                 mine.latencies.append(finished - started)
             last_answer[i] = max(last_answer[i], finished)
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True, name=f"loadgen-{i}")
-               for i in range(concurrency)]  # fmt: skip
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        await asyncio.gather(*(work(i) for i in range(concurrency)))
     finally:
         for s in senders:
-            s.close()
+            await s.close()
     return _summarise(workers, target=target, rate=rate, concurrency=concurrency,
                       window=max(max(last_answer), end) - measure_from,
                       rows_per_request=rows_per_request)  # fmt: skip
