@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     )
     # the inference server (`loopml serve`); a deployment's own settings override these
     serve_port: int = Field(default=5101, ge=0, le=65535, description="`loopml serve` port")
-    serve_max_batch_size: int = Field(default=256, ge=1, le=100_000)  # rows per predict call
+    serve_max_batch_size: int = Field(default=1024, ge=1, le=100_000)  # rows per predict call
     serve_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     serve_max_concurrency: int = Field(default=64, ge=1, le=10_000)
     serve_max_queue: int = Field(default=256, ge=0, le=100_000)

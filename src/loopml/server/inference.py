@@ -113,7 +113,7 @@ class RequestIdMiddleware:
 
 
 def create_inference_app(
-    models: ModelSet, *, max_batch_size: int = 256, max_wait_ms: float = 2.0,
+    models: ModelSet, *, max_batch_size: int = 1024, max_wait_ms: float = 2.0,
     max_concurrency: int = 64, max_queue: int = 256, timeout_s: float = 10.0,
     max_request_bytes: int = 8 * 2**20,
     on_prediction: Callable[[PredictionEvent], None] | None = None,
@@ -216,7 +216,7 @@ class InferenceServerSpec:
 
     source: str
     trust: bool | None = None
-    max_batch_size: int = 256
+    max_batch_size: int = 1024
     max_wait_ms: float = 2.0
     max_concurrency: int = 64
     max_queue: int = 256
