@@ -220,3 +220,19 @@ def test_float_overflow_refused() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(signature_module).failed == 0
+
+
+def test_all_float_signature_takes_numeric_array_columns_as_one_block() -> None:
+    """OIP tensors arrive as one numpy array per column: same answers as lists, one block."""
+    sig = Signature(inputs=(ColumnSpec("a", "float64"), ColumnSpec("b", "float64")))
+    arrays = sig.validate({"b": np.array([3, 4], dtype="int64"), "a": np.array([0.5, np.nan])})
+    lists = sig.validate({"b": [3, 4], "a": [0.5, float("nan")]})
+    pd.testing.assert_frame_equal(arrays, lists)
+    assert list(arrays.columns) == ["a", "b"] and (arrays.dtypes == np.float64).all()
+    with pytest.raises(InvalidArgument, match="different lengths"):
+        sig.validate({"a": np.array([1.0, 2.0]), "b": np.array([1.0])})
+    with pytest.raises(InvalidArgument, match="'b'"):
+        sig.validate({"a": np.array([1.0]), "b": np.array(["x"], dtype=object)})
+    narrow = Signature(inputs=(ColumnSpec("a", "float32"),))
+    with pytest.raises(InvalidArgument, match="'a'"):  # float64 beyond float32: careful path
+        narrow.validate({"a": np.array([1e300])})

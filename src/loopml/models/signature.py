@@ -408,8 +408,9 @@ def _column_index(names: tuple[str, ...]) -> pd.Index:
 def _numeric_json_fast_path(
     specs: tuple[ColumnSpec, ...], data: Any, names: list[str]
 ) -> pd.DataFrame | None:
-    """A request's columns (or records) of plain JSON numbers for an all-float signature: one
-    numpy array, one DataFrame block, instead of checking column by column (which dominated a
+    """A request's columns (lists of plain JSON numbers, or one-dimensional numeric arrays such
+    as OIP tensors) or records for an all-float signature: one numpy array, one DataFrame block,
+    instead of checking column by column (which dominated a
     one-row request's time in profiles of the inference server);
     anything unusual (ints, text, missing or extra columns) goes the careful way."""
     import numpy as np
@@ -420,7 +421,10 @@ def _numeric_json_fast_path(
     try:
         if isinstance(data, Mapping) and len(data) == len(names):
             columns = [data[n] for n in names]
-            if not all(isinstance(c, list) for c in columns):
+            if not all(
+                isinstance(c, list) or (isinstance(c, np.ndarray) and c.ndim == 1)
+                for c in columns
+            ):  # fmt: skip
                 return None
             arr = np.array(columns).T
         elif _is_records(data) and all(len(r) == len(names) for r in data):
