@@ -342,6 +342,18 @@ def test_oversized_bodies_get_413_declared_or_streamed(platform):
         assert good.status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/predict", "/invocations", "/v2/models/fraud/infer"])
+def test_inference_routes_answer_other_methods_405_naming_post(http, path):
+    for method in ("GET", "PUT", "DELETE"):
+        response = http.request(method, path)
+        assert response.status_code == 405 and response.headers["allow"] == "POST"
+        assert response.json()["error"]["code"] == "method_not_allowed"
+        assert response.headers["x-request-id"]
+    template = path.replace("/fraud/", "/{name}/")  # labelled by route template
+    metrics = http.get("/metrics").text
+    assert f'loopml_http_requests_total{{method="GET",route="{template}",status="405"}}' in metrics
+
+
 def test_model_failures_say_whose_fault_it_was(platform):
     refusing = FakePredictor(Recorder())
     with TestClient(create_inference_app(SingleModel("r", "1", refusing))) as http:

@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from loopml import __version__
 from loopml.errors import LoopmlError, TooLarge
+from loopml.server import errors
 from loopml.server.inference_runtime import (
     Decode,
     Encode,
@@ -169,7 +170,8 @@ class FastLane:
         self.max_bytes = max_bytes
 
     def match(self, scope: Scope) -> LaneRoute | None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        """The inference route of ``scope``'s path (any method: others get a 405 here)."""
+        if scope["type"] != "http":
             return None
         path: str = scope["path"]
         if path == "/predict":
@@ -188,12 +190,19 @@ class FastLane:
     async def answer(self, route: LaneRoute, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         rid = request_id_of(scope)
+        method: str = scope["method"]
         try:
-            body = await read_body(scope, receive, self.max_bytes)
-            response = await self.rt.serve(
-                scope["path"], Headers(scope=scope), body, route.decode, route.encode, rid=rid,
-                name=route.name, version=route.version, csv=route.csv,
-            )  # fmt: skip
+            response: Response
+            if method != "POST":
+                refused = f"{method} is not allowed here: use POST"
+                response = errors.error_response(405, "method_not_allowed", refused)
+                response.headers["allow"] = "POST"
+            else:
+                body = await read_body(scope, receive, self.max_bytes)
+                response = await self.rt.serve(
+                    scope["path"], Headers(scope=scope), body, route.decode, route.encode,
+                    rid=rid, name=route.name, version=route.version, csv=route.csv,
+                )  # fmt: skip
         except ClientDisconnect:  # nobody to answer
             return
         except TooLarge as e:  # the rest of the body is unread: answer and close
@@ -210,7 +219,7 @@ class FastLane:
             }
         )
         await send({"type": "http.response.body", "body": response.body})
-        self.rt.metrics.observe("POST", route.template, response.status_code,
+        self.rt.metrics.observe(method, route.template, response.status_code,
                                 time.perf_counter() - start)  # fmt: skip
         if response.background is not None:  # the prediction log, shadows: after the answer
             await response.background()
