@@ -164,6 +164,14 @@ def test_metrics_count_requests_by_route_template(http):
     assert 'route="/api/v1/runs/{run_id}"' in text and run["run_id"] not in text
 
 
+def test_invented_http_methods_cannot_grow_the_metrics_without_end(http):
+    """An attacker sending a new method name per request must not add a label value each."""
+    for i in range(40):
+        http.request(f"BREW{i}", "/healthz")
+    text = http.get("/metrics").text
+    assert "BREW" not in text and 'method="OTHER"' in text
+
+
 @pytest.mark.parametrize(
     "evil",
     ["..%2f..%2fescape.txt", "%2e%2e/%2e%2e/escape.txt", "%252e%252e%252fescape.txt",

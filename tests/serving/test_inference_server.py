@@ -349,9 +349,13 @@ def test_inference_routes_answer_other_methods_405_naming_post(http, path):
         assert response.status_code == 405 and response.headers["allow"] == "POST"
         assert response.json()["error"]["code"] == "method_not_allowed"
         assert response.headers["x-request-id"]
+    for i in range(20):  # invented methods: refused, and counted under one label
+        assert http.request(f"BREW{i}", path).status_code == 405
     template = path.replace("/fraud/", "/{name}/")  # labelled by route template
     metrics = http.get("/metrics").text
     assert f'loopml_http_requests_total{{method="GET",route="{template}",status="405"}}' in metrics
+    assert f'{{method="OTHER",route="{template}",status="405"}} 20.0' in metrics
+    assert "BREW" not in metrics
 
 
 def test_model_failures_say_whose_fault_it_was(platform):

@@ -8,6 +8,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class HttpMetrics:
     """The request counters of one app (its own registry, so apps in one process don't collide)."""
@@ -27,7 +29,10 @@ class HttpMetrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one answered request and its latency."""
+        """Count one answered request and its latency. Methods outside the standard ones are
+        counted as ``OTHER``: a client must not be able to invent label values without end."""
+        if method not in METHODS:
+            method = "OTHER"
         key = (method, route, status)
         children = self._children.get(key)
         if children is None:  # bounded: methods x route templates x statuses
