@@ -500,3 +500,18 @@ def test_signature_less_models_and_doctests():
     assert doctest.testmod(inference).failed == 0
     sig = Signature(inputs=(ColumnSpec("x", "float64"),))
     assert FakePredictor(crash, sig).signature is sig
+
+
+def test_frames_become_the_same_column_lists_by_either_path():
+    """plain(): a one-dtype numeric frame goes through one array, any other column by column;
+    both give what pandas gives column by column."""
+    from loopml.server.inference_runtime import plain
+
+    numeric = pd.DataFrame({"a": [1.5, float("nan")], "b": [2.0, 3.0]})
+    mixed = pd.DataFrame({"n": [1, 2], "x": [0.5, 1.5], "s": ["p", "q"], "f": [True, False]})
+    nullable = pd.DataFrame({"i": pd.array([1, None], dtype="Int64"), "j": [1, 2]})
+    for frame in (numeric, mixed, nullable, numeric[["b", "a"]], pd.DataFrame({"k": [7, 8]})):
+        expected = {str(c): frame[c].to_numpy().tolist() for c in frame.columns}
+        got = plain(frame)
+        assert list(got) == list(expected)
+        assert {k: repr(v) for k, v in got.items()} == {k: repr(v) for k, v in expected.items()}
