@@ -24,7 +24,7 @@ from loopml.settings import Settings
 from loopml.stack import Stack
 from loopml.testing.registry_contract import log_fake_package
 from server_fixtures import uvicorn_server
-from ui_fixtures import EVIL, ORIGIN, PASSWORD, login, populate
+from ui_fixtures import EVIL, ORIGIN, PASSWORD, login, page, populate, text_of
 
 ESCAPED = html.escape(EVIL, quote=False)
 CHROMIUM = "/usr/bin/chromium"
@@ -131,18 +131,6 @@ def client(world):
     app, _stack, _traffic = world
     with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as c:
         yield c
-
-
-def page(client: TestClient, path: str) -> str:
-    response = client.get(path)
-    assert response.status_code == 200, (path, response.text[:500])
-    assert response.headers["content-type"].startswith("text/html")
-    return response.text
-
-
-def text_of(markup: str) -> str:
-    """The page's visible text, roughly (tags dropped, entities kept escaped)."""
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", markup))
 
 
 def section(body: str, ident: str) -> str:

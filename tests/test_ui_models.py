@@ -23,7 +23,7 @@ from loopml.stack import Stack
 from loopml.tracking.artifacts import RunArtifacts
 from loopml.tracking.entities import Metric
 from server_fixtures import uvicorn_server
-from ui_fixtures import EVIL, ORIGIN, PASSWORD, UiWorld, login, populate
+from ui_fixtures import EVIL, ORIGIN, PASSWORD, UiWorld, login, page, populate, text_of
 
 ESCAPED = html.escape(EVIL, quote=False)
 MODEL = "fraud-detector"
@@ -146,18 +146,6 @@ def client(world):
     app, _stack, _seeded = world
     with TestClient(app, base_url=ORIGIN, raise_server_exceptions=False) as c:
         yield c
-
-
-def page(client: TestClient, path: str) -> str:
-    response = client.get(path)
-    assert response.status_code == 200, (path, response.text[:500])
-    assert response.headers["content-type"].startswith("text/html")
-    return response.text
-
-
-def text_of(markup: str) -> str:
-    """The page's visible text, roughly (tags dropped, entities kept escaped)."""
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", markup))
 
 
 # pages -------------------------------------------------------------------------------------

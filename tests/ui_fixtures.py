@@ -188,6 +188,19 @@ def csrf_of(page: str) -> str:
     return html.unescape(found.group(1))
 
 
+def page(client: TestClient, path: str) -> str:
+    """The HTML page at ``path`` (asserting a 200 HTML answer)."""
+    response = client.get(path)
+    assert response.status_code == 200, (path, response.text[:500])
+    assert response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+def text_of(markup: str) -> str:
+    """The page's visible text, roughly (tags dropped, entities kept escaped)."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", markup))
+
+
 def login(client: TestClient, username: str, password: str = PASSWORD, **extra: str) -> str:
     """Log in as a person would; returns the session's CSRF token."""
     token = csrf_of(client.get("/login").text)
