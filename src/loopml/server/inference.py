@@ -100,9 +100,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = request_id_of(scope)
-        scope.setdefault("state", {})["request_id"] = rid
-        header = (b"x-request-id", rid.encode())
+        header = (b"x-request-id", request_id_of(scope).encode())
 
         async def with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
