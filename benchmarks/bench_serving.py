@@ -43,7 +43,6 @@ from server_proc import (
     HOST,
     QUIET_MLFLOW,
     Server,
-    ServerError,
     free_port,
     log_tail,
     stopped_on_signals,
@@ -198,21 +197,8 @@ class ModelServer(Server):
             }
         return env
 
-    def _wait_healthy(self, t0: float) -> float:
-        while time.perf_counter() - t0 < self.timeout:
-            if self.proc.poll() is not None:
-                raise ServerError(f"{self.tool} server exited with {self.proc.returncode}")
-            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-            try:
-                conn.request("GET", self.health)
-                if conn.getresponse().status == 200:
-                    return time.perf_counter() - t0
-            except OSError:
-                pass
-            finally:
-                conn.close()
-            time.sleep(0.01)
-        raise ServerError(f"{self.tool} server not healthy after {self.timeout:.0f} s")
+    def health_path(self) -> str:
+        return self.health
 
 
 def setup_loopml(args: Any, model: Any, frame: Any) -> tuple[ModelServer, dict[str, Any]]:

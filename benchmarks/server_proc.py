@@ -251,8 +251,11 @@ class Server:
             self.stop()
             raise
 
+    def health_path(self) -> str:
+        return HEALTH[self.tool]
+
     def _wait_healthy(self, t0: float) -> float:
-        path = HEALTH[self.tool]
+        path = self.health_path()
         while time.perf_counter() - t0 < self.timeout:
             if self.proc.poll() is not None:
                 raise ServerError(f"{self.tool} server exited with {self.proc.returncode}")
