@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loopml.errors import Conflict
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _PG_LOCK_KEY = 0x6C6F6F70  # "loop"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

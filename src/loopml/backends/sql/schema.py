@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -265,6 +266,17 @@ sessions = Table(
     Column("last_seen_time", Double, nullable=False, index=True),
 )
 
+# Failed logins and token creations, one row per failure, by subject ("user:<name>" or
+# "addr:<client address>"): every worker counts the same window, so throttling holds across them.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", AutoId, primary_key=True),
+    Column("subject", String(320), nullable=False),
+    Column("time", Double, nullable=False),
+    Index("ix_login_failures_subject_time", "subject", "time"),
+)
+
 # --- model registry (stage 4) -------------------------------------------------------------------
 # latest_version is the counter versions are numbered from: "UPDATE … SET latest_version =
 # latest_version + 1 … RETURNING" takes the row lock, so concurrent registrations get 1, 2, 3, …
@@ -376,6 +388,9 @@ deployments = Table(
     Column("created_time", BigInteger, nullable=False),
     Column("updated_by", String(256), nullable=False),
     Column("updated_time", BigInteger, nullable=False),
+    # Prediction-log policy: kept apart from the revisioned spec, so a rollback never lifts a hold.
+    Column("log_retention_days", Integer, nullable=True),  # None: the server's default
+    Column("legal_hold", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 deployment_revisions = Table(
