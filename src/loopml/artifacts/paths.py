@@ -24,6 +24,13 @@ Rules of :func:`clean_relpath` (each violation raises :class:`~loopml.errors.Inv
 * The empty path (``""``, ``.``, ``./``) is refused unless ``allow_empty=True``, which listing uses
   for "the root".
 
+Two stricter entry points build on it. :func:`join_relpath` joins a folder and a name the caller
+gave (``artifact_path``, ``artifact_file``, a model's name), checking each part on its own, so
+``artifact_path="/etc"`` is refused rather than stored under ``etc/``. :func:`canonical_relpath`
+is for paths that arrive whole from outside (REST routes, multipart uploads, artifact records,
+stored or incoming): they must already be in the form a store keeps, so ``a//b`` or ``a/./b``
+(what a careless join of an absolute part produces) is refused instead of being tidied up.
+
 >>> clean_relpath("run-1\\\\artifacts/./model//model.skops")
 'run-1/artifacts/model/model.skops'
 >>> clean_relpath("%2e%2e%2fsecret")  # doctest: +ELLIPSIS
@@ -69,6 +76,34 @@ def clean_relpath(path: str, *, allow_empty: bool = False) -> str:
         _refuse(path, "the path is empty")
     if len(cleaned.encode("utf-8")) > MAX_PATH_BYTES:
         _refuse(path, f"longer than {MAX_PATH_BYTES} bytes")
+    return cleaned
+
+
+def join_relpath(*parts: str) -> str:
+    """Join ``parts`` below one another; each is checked by :func:`clean_relpath` on its own.
+
+    Empty parts (``""``, ``"./"``) are skipped; an absolute, drive or UNC part is refused.
+
+    >>> join_relpath("", "plots/", "loss.png")
+    'plots/loss.png'
+    >>> join_relpath("/etc", "passwd")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    loopml.errors.InvalidArgument: artifact path '/etc' is not allowed: absolute or UNC path; ...
+    """
+    cleaned = [c for c in (clean_relpath(p, allow_empty=True) for p in parts) if c]
+    return clean_relpath("/".join(cleaned))
+
+
+def canonical_relpath(path: str, *, allow_empty: bool = False) -> str:
+    """Return ``path`` if it is exactly what :func:`clean_relpath` makes of it, or raise.
+
+    A trailing ``/`` is allowed (folder prefixes); doubled slashes, ``.`` segments and
+    backslashes are refused, so a path that was glued to an absolute one cannot pass as relative.
+    """
+    cleaned = clean_relpath(path, allow_empty=allow_empty)
+    if cleaned != path.removesuffix("/"):
+        _refuse(path, "not in normal form (doubled '/', a '.' segment or a backslash)")
     return cleaned
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from loopml.artifacts.paths import clean_relpath
+from loopml.artifacts.paths import clean_relpath, join_relpath
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import InvalidArgument, NotFound
 from loopml.tracking.entities import ArtifactRecord, Run
@@ -29,10 +29,6 @@ class ArtifactEntry:
     sha256: str | None
 
 
-def _join(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
-
-
 class RunArtifacts:
     def __init__(self, tracking: TrackingStore, store: ArtifactStore) -> None:
         self._tracking = tracking
@@ -45,8 +41,8 @@ class RunArtifacts:
         local = Path(local_path)
         if not local.is_file():
             raise InvalidArgument(f"{local} is not a file")
-        rel = clean_relpath(_join(artifact_path, local.name))
-        info = self._store.put_file(local, _join(run.artifact_path, rel), progress=progress)
+        rel = join_relpath(artifact_path, local.name)
+        info = self._store.put_file(local, join_relpath(run.artifact_path, rel), progress=progress)
         record = ArtifactRecord(rel, info.size or 0, info.sha256 or "")
         self._tracking.record_artifacts(run.run_id, [record])
         return record
@@ -55,16 +51,17 @@ class RunArtifacts:
         root = Path(local_dir)
         if not root.is_dir():
             raise InvalidArgument(f"{root} is not a directory")
-        records = []
-        for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-            rel = clean_relpath(_join(artifact_path, file.relative_to(root).as_posix()))
-            info = self._store.put_file(file, _join(run.artifact_path, rel))
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+        rels = [join_relpath(artifact_path, f.relative_to(root).as_posix()) for f in files]
+        records = []  # every path was checked above: a refused one stores nothing
+        for file, rel in zip(files, rels, strict=True):
+            info = self._store.put_file(file, join_relpath(run.artifact_path, rel))
             records.append(ArtifactRecord(rel, info.size or 0, info.sha256 or ""))
         self._tracking.record_artifacts(run.run_id, records)
 
     def log_bytes(self, run: Run, data: bytes, artifact_file: str) -> ArtifactRecord:
         rel = clean_relpath(artifact_file)
-        info = self._store.put_bytes(data, _join(run.artifact_path, rel))
+        info = self._store.put_bytes(data, join_relpath(run.artifact_path, rel))
         record = ArtifactRecord(rel, info.size or len(data), info.sha256 or "")
         self._tracking.record_artifacts(run.run_id, [record])
         return record
@@ -72,7 +69,7 @@ class RunArtifacts:
     def list(self, run: Run, path: str = "", *, recursive: bool = False) -> list[ArtifactEntry]:
         rel = clean_relpath(path) if path else ""
         digests = {r.path: r for r in self._tracking.list_artifact_records(run.run_id)}
-        prefix = _join(run.artifact_path, rel)
+        prefix = join_relpath(run.artifact_path, rel)
         try:
             infos = self._store.list(prefix, recursive=recursive)
         except NotFound:
@@ -88,7 +85,7 @@ class RunArtifacts:
     def read_bytes(self, run: Run, path: str) -> bytes:
         rel = clean_relpath(path)
         expected = self._expected_digest(run, rel)
-        return self._store.get_bytes(_join(run.artifact_path, rel), expected_sha256=expected)
+        return self._store.get_bytes(join_relpath(run.artifact_path, rel), expected_sha256=expected)
 
     def download(
         self, run: Run, path: str, dst_dir: str | Path, progress: Progress | None = None
@@ -107,7 +104,7 @@ class RunArtifacts:
         for f in files:
             rec = records.get(f)
             self._store.get_file(
-                _join(run.artifact_path, f), dst / PurePosixPath(f).relative_to(base),
+                join_relpath(run.artifact_path, f), dst / PurePosixPath(f).relative_to(base),
                 expected_sha256=rec.sha256 if rec else None, progress=progress,
             )  # fmt: skip
         return dst / PurePosixPath(rel).name if rel else dst

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, overload
 
+from loopml.artifacts.paths import canonical_relpath
+
 T = TypeVar("T")
 
 
@@ -154,11 +156,19 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class ArtifactRecord:
-    """An artifact a run published, with the digest recorded at upload."""
+    """An artifact a run published, with the digest recorded at upload.
+
+    ``path`` goes through the artifact path choke point whenever a record is built (written by a
+    client, read back from a store), so no record with ``..``, an absolute, drive or UNC path or
+    a NUL in it exists to be used to open a file.
+    """
 
     path: str
     size: int
     sha256: str
+
+    def __post_init__(self) -> None:
+        canonical_relpath(self.path)
 
 
 @dataclass(frozen=True, slots=True)

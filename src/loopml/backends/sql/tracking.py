@@ -34,7 +34,7 @@ from loopml.backends.sql.schema import (
 )
 from loopml.backends.sql.schema import metrics as metric_table
 from loopml.backends.sql.schema import tags as tag_table
-from loopml.errors import Conflict, InvalidArgument, NotFound
+from loopml.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from loopml.tracking import validation
 from loopml.tracking.entities import (
     ArtifactRecord,
@@ -368,7 +368,14 @@ class SqlTrackingStore(SqlExperimentOps):
             .order_by(run_artifacts.c.path)
         )
         rows = self._db.read(lambda c: c.execute(q).all())
-        return [ArtifactRecord(r.path, r.size, r.sha256) for r in rows]
+        try:
+            return [ArtifactRecord(r.path, r.size, r.sha256) for r in rows]
+        except InvalidArgument as e:  # written behind the API's back: refuse, never open it
+            raise IntegrityError(
+                f"run {run_id} holds an artifact record the path rules refuse ({e.message}); "
+                "no artifact of it is listed or served until the record is removed",
+                details={"run_id": run_id, **e.details},
+            ) from e
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from loopml.artifacts.paths import clean_relpath
+from loopml.artifacts.paths import canonical_relpath
 from loopml.artifacts.store import ArtifactInfo
 from loopml.errors import IntegrityError, InvalidArgument
 from loopml.server.access import caller_of, protected
@@ -31,8 +31,8 @@ _CHUNK = 1 << 20
 
 
 def scoped_path(request: Request, path: str, action: str) -> str:
-    """Clean the path, and check ``action`` on the project of its experiment."""
-    rel = clean_relpath(path, allow_empty=True)
+    """Check the path (whole, in normal form), and ``action`` on its experiment's project."""
+    rel = canonical_relpath(path, allow_empty=True)
     head = rel.split("/", 1)[0]
     if not (head.isascii() and head.isdigit()):
         raise InvalidArgument("artifact paths start with an experiment id: <experiment>/<run>/…")
