@@ -12,6 +12,7 @@ import pytest
 
 import loopml
 from loopml import demo
+from loopml.demo.experiments import _log_roc
 from loopml.errors import InvalidArgument
 from loopml.tracking.entities import Run, RunStatus
 
@@ -263,7 +264,7 @@ def test_roc_falls_back_to_json_without_matplotlib(client, monkeypatch):
     experiment = client.create_experiment("roc-fallback")
     run = client.create_run(experiment.experiment_id)
     y = np.array([0, 0, 1, 1, 0, 1])
-    demo._log_roc(client, run.run_id, "tiny", y, np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9]))
+    _log_roc(client, run.run_id, "tiny", y, np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9]))
     points = json.loads(client.artifacts.read_bytes(run, "plots/roc.json"))
     assert points["false_alarm_rate"][0] == 0.0 and points["recall"][-1] == 1.0
     client.set_terminated(run.run_id)
@@ -308,7 +309,7 @@ def test_import_loopml_does_not_load_the_demo():
 
 # -- the release: the best run's model, gated, approved by a risk manager, in production ------
 def test_the_best_model_is_in_production_with_its_whole_history(client, summary):
-    from loopml.demo_registry import MODEL, RISK_MANAGER
+    from loopml.demo.registry import MODEL, RISK_MANAGER
     from loopml.registry.entities import ApprovalStatus, Stage
 
     registry = client.registry
@@ -335,8 +336,9 @@ def test_the_best_model_is_in_production_with_its_whole_history(client, summary)
 def test_the_demo_deployment_serves_production_and_a_canary(store, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from loopml.demo_registry import DEPLOYMENT, MODEL
-    from loopml.demo_traffic import demo_traffic_job
+    from loopml.demo.deployments import DEPLOYMENT
+    from loopml.demo.registry import MODEL
+    from loopml.demo.traffic import demo_traffic_job
     from loopml.server.inference import InferenceServerSpec, build_deployment
     from loopml.serving.predlog_reader import read_predictions
 
@@ -348,7 +350,8 @@ def test_the_demo_deployment_serves_production_and_a_canary(store, monkeypatch):
     canary = client.registry.get_version_by_alias(MODEL, "canary")
     assert canary.version != client.registry.get_version_by_alias(MODEL, "production").version
     monkeypatch.setenv("LOOPML_HOME", str(home))
-    spec = InferenceServerSpec(source=DEPLOYMENT, build=build_deployment, log_predictions=True)
+    spec = InferenceServerSpec(source=DEPLOYMENT, build=build_deployment, log_predictions=True,
+                               allowed_hosts=("testserver",))  # fmt: skip
     with TestClient(spec()) as http:  # runs the app's lifespan: a clean stop flushes the log
         traffic = demo_traffic_job("http://testserver", client, http=http)
         assert traffic is not None

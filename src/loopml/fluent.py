@@ -21,7 +21,7 @@ from loopml.tracking.runinfo import UsageMeter
 
 if TYPE_CHECKING:
     from loopml.client import Client
-    from loopml.client_models import ModelInfo
+    from loopml.client.models import ModelInfo
     from loopml.models.evaluation import EvaluationResult, KpiCheck
     from loopml.models.predictor import Predictor
     from loopml.registry.entities import ModelVersion

@@ -62,7 +62,6 @@ def _score(
 ) -> BatchResult:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from loopml.client_models import resolve
     from loopml.execution import Executor, LocalExecutor
     from loopml.serving.batch import PackagePredictor, count_rows, score_file
 
@@ -74,7 +73,7 @@ def _score(
     if executor == "ray":
         from loopml.execution.ray_executor import RayExecutor
 
-        _, _, digest = resolve(client, model_ref)
+        _, _, digest = client.models.resolve(model_ref)
         folder = client.settings.home / "model-cache" / digest
         # Ray workers on this machine load the verified cache folder themselves, once each.
         factory = PackagePredictor(

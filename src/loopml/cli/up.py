@@ -58,7 +58,7 @@ def _demo_deployment(port: int, traffic: bool) -> Iterator[None]:
     """``loopml serve --deployment fraud-scoring`` beside the platform (its own process, which
     dies with this one), and a job feeding it generated payments."""
     from loopml.cli.context import get_client
-    from loopml.demo_registry import DEPLOYMENT
+    from loopml.demo.deployments import DEPLOYMENT
     from loopml.errors import NotFound
 
     deployments = get_client().stack.deployments
@@ -76,7 +76,7 @@ def _demo_deployment(port: int, traffic: bool) -> Iterator[None]:
                   "10 % canary)")  # fmt: skip
     runner, generator = None, None
     if traffic:
-        from loopml.demo_traffic import demo_traffic_job
+        from loopml.demo.traffic import demo_traffic_job
         from loopml.server.jobs import JobRunner
 
         generator = demo_traffic_job(f"http://127.0.0.1:{port}", get_client())

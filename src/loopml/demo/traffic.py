@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from loopml.demo import TARGET, generate_transactions, transaction_features
+from loopml.demo.data import TARGET, generate_transactions, transaction_features
+from loopml.demo.registry import MODEL
 
 
 class DemoTraffic:
@@ -61,7 +62,6 @@ class DemoTraffic:
 
 def demo_traffic_job(url: str, client: Any, http: httpx.Client | None = None) -> DemoTraffic | None:
     """The traffic generator for the demo deployment, or None when there is no demo model."""
-    from loopml.demo_registry import MODEL
     from loopml.errors import NotFound
 
     try:

@@ -1,4 +1,8 @@
-"""Client: the explicit facade over every stage. The fluent API (``loopml.log_metric`` …) uses one.
+"""The Client's tracking calls: experiments, runs, logging, search and run artifacts.
+
+:class:`~loopml.client.Client` extends :class:`TrackingCalls` (every MLflow tracking verb is
+one of these, and the metric hot path stays a single call); the other stages' calls live in
+their own modules beside this one.
 
 >>> import tempfile, loopml
 >>> client = loopml.Client(loopml.Settings(home=tempfile.mkdtemp()))
@@ -33,14 +37,6 @@ from loopml.tracking.entities import (
 from loopml.tracking.runinfo import RunUsage, source_info
 
 if TYPE_CHECKING:
-    from loopml.client_models import ModelInfo
-    from loopml.governance.audit import AuditEvent, ChainReport
-    from loopml.models.evaluation import EvaluationResult, KpiCheck
-    from loopml.models.predictor import Predictor
-    from loopml.projects.entities import Kpi, Okr, Project
-    from loopml.registry.api import ModelRegistry
-    from loopml.registry.entities import ModelVersion
-    from loopml.settings import Settings
     from loopml.stack import Stack
     from loopml.tracking.artifacts import RunArtifacts
 
@@ -49,21 +45,16 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Client:
-    """Talks to one loopml stack: metadata store plus artifact store.
+class TrackingCalls:
+    """Experiments, runs, params, tags, buffered metrics, search and artifacts of one stack.
 
-    ``Client()`` reads the settings (``LOOPML_*`` environment or ``loopml.toml``);
-    ``Client(Settings(...))`` or ``Client(stack)`` wires it explicitly.
+    The actor of every change is the caller the settings name (``settings.resolved_user()``);
+    over HTTP the server takes it from the caller's token instead.
     """
 
-    def __init__(self, target: Stack | Settings | None = None) -> None:
-        from loopml.settings import Settings
-        from loopml.stack import Stack
-
-        if target is None:
-            target = Settings()
-        self.stack = target if isinstance(target, Stack) else Stack.from_settings(target)
-        self.settings = self.stack.settings
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.settings = stack.settings
         self._tracking = self.stack.tracking
         self.actor = self.settings.resolved_user()
         self._buffer = MetricBuffer(
@@ -249,6 +240,10 @@ class Client:
         """Write every buffered metric now (raises what the store refused earlier)."""
         self._buffer.flush(run_id)
 
+    def get_artifact_records(self, run_id: str) -> list[ArtifactRecord]:
+        """Every artifact file of the run with its recorded size and sha256."""
+        return self._tracking.list_artifact_records(run_id)
+
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         self._buffer.flush(run_id)
         return self._tracking.get_metric_history(run_id, key)
@@ -304,128 +299,3 @@ class Client:
 
         data = render_figure(figure, artifact_file)
         self.artifacts.log_bytes(self.get_run(run_id), data, artifact_file)
-
-    # projects ------------------------------------------------------------------------------
-    def create_project(
-        self, name: str, *, business_goal: str = "", description: str = "", owner: str = ""
-    ) -> Project:
-        return self.stack.projects.create_project(
-            name, business_goal=business_goal, description=description, owner=owner,
-            actor=self.actor,
-        )  # fmt: skip
-
-    def get_project(self, name_or_id: str) -> Project:
-        return self.stack.projects.get_project(name_or_id)
-
-    def list_projects(self) -> list[Project]:
-        return self.stack.projects.list_projects()
-
-    def update_project(
-        self,
-        name_or_id: str,
-        *,
-        business_goal: str | None = None,
-        description: str | None = None,
-        owner: str | None = None,
-    ) -> Project:
-        return self.stack.projects.update_project(
-            name_or_id, business_goal=business_goal, description=description, owner=owner,
-            actor=self.actor,
-        )  # fmt: skip
-
-    def add_okr(
-        self, project: str, objective: str, key_results: Sequence[str] = (), *, owner: str = ""
-    ) -> Okr:
-        return self.stack.projects.add_okr(
-            project, objective, list(key_results), owner=owner, actor=self.actor
-        )
-
-    def add_kpi(
-        self,
-        project: str,
-        name: str,
-        *,
-        metric: str,
-        target: float,
-        direction: str = "maximize",
-        judged_at: str = "validation",
-        description: str = "",
-        owner: str = "",
-    ) -> Kpi:
-        """A KPI reads ``metric`` and is met when it reaches ``target`` in ``direction``."""
-        from loopml.projects.entities import parse_direction, parse_judged_at
-
-        return self.stack.projects.add_kpi(
-            project, name, metric=metric, target=target, direction=parse_direction(direction),
-            judged_at=parse_judged_at(judged_at), description=description, owner=owner,
-            actor=self.actor,
-        )  # fmt: skip
-
-    def update_kpi(self, project: str, name: str, **changes: Any) -> Kpi:
-        from loopml.projects.entities import parse_direction, parse_judged_at
-
-        if changes.get("direction") is not None:
-            changes["direction"] = parse_direction(changes["direction"])
-        if changes.get("judged_at") is not None:
-            changes["judged_at"] = parse_judged_at(changes["judged_at"])
-        return self.stack.projects.update_kpi(project, name, actor=self.actor, **changes)
-
-    # models and registry ---------------------------------------------------------------------
-    @property
-    def registry(self) -> ModelRegistry:
-        """Registered models, versions, aliases, gates and approvals."""
-        if self.stack.registry is None:
-            from loopml.errors import Unavailable
-
-            raise Unavailable("this store has no model registry")
-        return self.stack.registry
-
-    def get_artifact_records(self, run_id: str) -> list[ArtifactRecord]:
-        """Every artifact file of the run with its recorded size and sha256."""
-        return self._tracking.list_artifact_records(run_id)
-
-    def log_model(self, run_id: str, model: Any, name: str = "model", **options: Any) -> ModelInfo:
-        """Save ``model`` as a safe package in the run (:func:`loopml.client_models.log_model`)."""
-        from loopml.client_models import log_model
-
-        return log_model(self, run_id, model, name, **options)
-
-    def register_model(self, source: str, name: str, **options: Any) -> ModelVersion:
-        """Register the package at ``runs:/<run_id>/<path>`` as the next version of ``name``."""
-        from loopml.client_models import register_model
-
-        return register_model(self, source, name, **options)
-
-    def load_model(self, ref: str, *, trust: bool | None = None) -> Predictor:
-        """Load ``runs:/…``, ``models:/name/3`` or ``models:/name@alias`` (digests verified)."""
-        from loopml.client_models import load_model
-
-        return load_model(self, ref, trust=trust)
-
-    def evaluate(
-        self, ref: str, data: Any, **options: Any
-    ) -> tuple[EvaluationResult, list[KpiCheck]]:
-        """Metrics per slice, plots, report and KPI checks of a model on ``data``."""
-        from loopml.client_models import evaluate
-
-        return evaluate(self, ref, data, **options)
-
-    # audit ---------------------------------------------------------------------------------
-    def audit_events(self, **filters: Any) -> list[AuditEvent]:
-        return self.stack.audit.list_events(**filters)
-
-    def verify_audit(self) -> ChainReport:
-        return self.stack.audit.verify()
-
-    def close(self) -> None:
-        """Flush buffered metrics, stop the background writer, release connections."""
-        try:
-            self._buffer.close()
-        finally:
-            self.stack.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
