@@ -224,3 +224,38 @@ def test_resolve_local_refuses_sibling_with_common_prefix(tmp_path: Path) -> Non
 def test_resolve_local_applies_clean_relpath(tmp_path: Path, raw: str) -> None:
     with pytest.raises(InvalidArgument):
         resolve_local(tmp_path, raw)
+
+
+# -- join_relpath and canonical_relpath ---------------------------------------------------------
+ABSOLUTE_PARTS = ["/etc", "C:/Windows", "C:\\Windows", "c:", "\\\\host\\share", "//host/share",
+                  "%2Fetc", "%252Fetc", "C%3A%5Cx", "%5C%5Chost%5Cshare"]  # fmt: skip
+
+
+@pytest.mark.parametrize("part", ABSOLUTE_PARTS)
+def test_join_refuses_an_absolute_part_instead_of_gluing_it(part: str) -> None:
+    with pytest.raises(InvalidArgument, match="is not allowed"):
+        paths.join_relpath(part, "passwd")
+    with pytest.raises(InvalidArgument, match="is not allowed"):
+        paths.join_relpath("run/artifacts", part)
+
+
+def test_join_skips_empty_parts() -> None:
+    assert paths.join_relpath("", "./", "a/", "b") == "a/b"
+    with pytest.raises(InvalidArgument, match="empty"):
+        paths.join_relpath("", ".")
+
+
+@pytest.mark.parametrize("raw", ["a//b", "a/./b", "./a", "a\\b", "a/%2Fetc", "a%2F%2Fb",
+                                 "a/%252Fetc", "a%5Cb", "a/%2e/b", "a/C:/x", "a/c:\\x"])  # fmt: skip
+def test_canonical_refuses_what_clean_would_tidy_up(raw: str) -> None:
+    with pytest.raises(InvalidArgument, match="is not allowed"):
+        paths.canonical_relpath(raw)
+
+
+def test_canonical_keeps_normal_paths() -> None:
+    assert (
+        paths.canonical_relpath("1/run/artifacts/model/MLmodel") == "1/run/artifacts/model/MLmodel"
+    )
+    assert paths.canonical_relpath("a/b/") == "a/b"  # a folder prefix
+    assert paths.canonical_relpath("a%20b/c") == "a%20b/c"
+    assert paths.canonical_relpath("", allow_empty=True) == ""

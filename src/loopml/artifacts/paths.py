@@ -14,7 +14,8 @@ Rules of :func:`clean_relpath` (each violation raises :class:`~loopml.errors.Inv
   the file ``a%20b``.
 * Refused: ``..`` segments (also ``.. `` and ``. ``, which Windows trims to dot segments);
   absolute paths (``/x``, ``\\\\server\\share``, ``//server/share``); a first segment
-  containing ``:`` (drive letters ``C:/x``, drive-relative ``c:x``, URL schemes ``s3:``); a first
+  containing ``:`` (drive letters ``C:/x``, drive-relative ``c:x``, URL schemes ``s3:``) and a
+  later segment that is a bare drive (``a/C:/x``, a drive path glued below a folder); a first
   segment starting with ``~`` (no backend home-expands, but a path that would under a shell or
   ``os.path.expanduser`` is refused rather than trusted); NUL (raw or ``%00``), control characters
   and lone surrogates; the glob characters ``* ? [ ]`` (fsspec expands them in deletes); segments
@@ -57,6 +58,7 @@ MAX_SEGMENT_BYTES = 255
 MAX_PATH_BYTES = 1024
 
 _DRIVE_OR_SCHEME = re.compile(r"^[^/]*:")
+_DRIVE = re.compile(r"^[A-Za-z]:$")
 _GLOB_CHARS = frozenset("*?[]")
 _BAD_CATEGORIES = frozenset({"Cc", "Cs"})  # control characters, lone surrogates
 
@@ -99,12 +101,17 @@ def canonical_relpath(path: str, *, allow_empty: bool = False) -> str:
     """Return ``path`` if it is exactly what :func:`clean_relpath` makes of it, or raise.
 
     A trailing ``/`` is allowed (folder prefixes); doubled slashes, ``.`` segments and
-    backslashes are refused, so a path that was glued to an absolute one cannot pass as relative.
+    backslashes are refused, in the path and in every percent-decoding of it (``a/%2Fetc``), so a
+    path that was glued to an absolute one cannot pass as relative.
     """
     cleaned = clean_relpath(path, allow_empty=allow_empty)
-    if cleaned != path.removesuffix("/"):
-        _refuse(path, "not in normal form (doubled '/', a '.' segment or a backslash)")
-    return cleaned
+    level = path.removesuffix("/")
+    while True:  # clean_relpath bounded the decoding depth
+        if clean_relpath(level, allow_empty=True) != level:
+            _refuse(path, "not in normal form (doubled '/', a '.' segment or a backslash)")
+        if (decoded := unquote(level).removesuffix("/")) == level:
+            return cleaned
+        level = decoded
 
 
 def resolve_local(root: Path, rel: str) -> Path:
@@ -161,6 +168,8 @@ def _check_structure(original: str, candidate: str) -> None:
     if segments and segments[0].startswith("~"):
         _refuse(original, "home-directory '~' prefix")
     for segment in segments:
+        if _DRIVE.match(segment):  # "a/C:/x" is a drive path glued below a folder
+            _refuse(original, f"drive {segment!r} as a segment")
         if segment.rstrip(" ") in (".", ".."):
             _refuse(original, f"{segment.rstrip(' ')!r} segment")
         if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
