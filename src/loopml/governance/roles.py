@@ -54,6 +54,7 @@ class Action(enum.StrEnum):
     MODEL_WRITE = "model.write"
     MODEL_APPROVE = "model.approve"
     DEPLOYMENT_WRITE = "deployment.write"
+    DEPLOYMENT_INVOKE = "deployment.invoke"
     DATA_WRITE = "data.write"
 
 
@@ -77,6 +78,7 @@ ACTION_SUMMARY: Mapping[Action, str] = MappingProxyType(
         Action.MODEL_WRITE: "register models, versions and aliases",
         Action.MODEL_APPROVE: "approve or reject a model version",
         Action.DEPLOYMENT_WRITE: "deploy, roll out and roll back models",
+        Action.DEPLOYMENT_INVOKE: "call the project's models on `loopml serve --auth`",
         Action.DATA_WRITE: "register datasets and versions",
     }
 )
@@ -106,13 +108,14 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = MappingProxyType(
             Action.ARTIFACT_WRITE,
             Action.MODEL_WRITE,
             Action.DATA_WRITE,
+            Action.DEPLOYMENT_INVOKE,  # try what they built on the real server
         },
         # Pipelines that build datasets are tracked runs, so engineers write runs and artifacts,
         # but do not register models or delete others' work.
         Role.DATA_ENGINEER: _READ
         | {Action.EXPERIMENT_WRITE, Action.RUN_WRITE, Action.ARTIFACT_WRITE, Action.DATA_WRITE},
         # Load tests and batch scoring are tracked as runs.
-        Role.DEVOPS: _READ | {Action.DEPLOYMENT_WRITE, Action.RUN_WRITE},
+        Role.DEVOPS: _READ | {Action.DEPLOYMENT_WRITE, Action.DEPLOYMENT_INVOKE, Action.RUN_WRITE},
         # Separation of duties: the approver and auditor never produces what they judge.
         Role.RISK_MANAGER: _READ | {Action.AUDIT_READ, Action.MODEL_APPROVE},
         Role.ML_ARCHITECT: _ALL - {Action.USER_MANAGE, Action.MODEL_APPROVE},
