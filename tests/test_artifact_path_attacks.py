@@ -234,7 +234,7 @@ def _poison_record(stack: Stack, run_id: str, path: str, data: bytes) -> None:
 
 @pytest.mark.parametrize("evil", ["../../secret.txt", "/etc/passwd", "C:/x", "a%00b"])
 def test_a_poisoned_record_is_never_used_to_open_a_file(target, tmp_path, evil):
-    url, stack, base, run_id = target
+    url, stack, _base, run_id = target
     secret = b"the secret"
     outside = Path(stack.artifacts.root_uri.removeprefix("file://")).parent / "secret.txt"
     outside.write_bytes(secret)
