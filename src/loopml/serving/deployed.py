@@ -105,6 +105,9 @@ class DeploymentModelSet:
     def names(self) -> list[str]:
         return sorted({t.model for t in self._snapshot.deployment.spec.targets})
 
+    def served(self) -> list[ServedModel]:
+        return [served for _, served in sorted(self._snapshot.served.items())]
+
     def get(self, name: str, version: str | None = None) -> ServedModel:
         snapshot = self._snapshot
         for (model, number), served in sorted(snapshot.served.items()):

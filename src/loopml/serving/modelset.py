@@ -73,6 +73,10 @@ class ModelSet(Protocol):
         """The model called ``name`` (at ``version``), or :class:`~loopml.errors.NotFound`."""
         ...
 
+    def served(self) -> list[ServedModel]:
+        """Every model version answering here, shadows too (the OIP repository index)."""
+        ...
+
     def route(
         self, key: str | None, name: str | None = None
     ) -> tuple[ServedModel, list[ServedModel]]:
@@ -98,6 +102,9 @@ class SingleModel:
 
     def names(self) -> list[str]:
         return [self.primary.name]
+
+    def served(self) -> list[ServedModel]:
+        return [self.primary, *self.shadows]
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         for served in (self.primary, *self.shadows):

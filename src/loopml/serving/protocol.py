@@ -24,9 +24,9 @@ import math
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -79,12 +79,27 @@ class FeedbackEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class BinaryOutputs:
+    """Which outputs an OIP answer sends as binary data (:mod:`loopml.serving.oip_binary`): all
+    when ``default`` (the request's ``binary_data_output``) unless an output's own
+    ``binary_data`` in ``overrides`` says otherwise."""
+
+    default: bool
+    overrides: Mapping[str, bool]
+
+    def __contains__(self, name: object) -> bool:
+        return self.overrides.get(name, self.default) if isinstance(name, str) else False
+
+
+@dataclass(frozen=True, slots=True)
 class Decoded:
-    """A request turned into model input: ``data`` is what ``Signature.validate`` takes."""
+    """A request turned into model input: ``data`` is what ``Signature.validate`` takes;
+    ``binary`` (OIP only) the outputs to answer as binary data, ``None`` for none."""
 
     data: Any
     request_id: str | None = None
     outputs: tuple[str, ...] | None = None
+    binary: BinaryOutputs | None = None
 
 
 def clean_request_id(value: str | None) -> str:
@@ -134,7 +149,8 @@ def decode_infer(payload: Any, signature: Signature | None) -> Decoded:
     rid = payload.get("id")
     if rid is not None and not isinstance(rid, str):
         raise InvalidArgument("'id' must be a string")
-    if not isinstance(payload.get("parameters", {}), dict):
+    params = payload.get("parameters")
+    if params is not None and not isinstance(params, dict):
         raise InvalidArgument("'parameters' must be an object")
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
@@ -143,16 +159,30 @@ def decode_infer(payload: Any, signature: Signature | None) -> Decoded:
     names = [n for n, _ in tensors]
     if len(set(names)) != len(names):
         raise InvalidArgument(f"input names must be unique, got {names}")
-    outputs = _requested_outputs(payload.get("outputs"))
+    outputs, binary = _requested_outputs(payload.get("outputs"), params)
     if (signature is not None and signature.kind == "tensor") or (
         signature is None and len(tensors) == 1
     ):
         if len(tensors) != 1:
             raise InvalidArgument(f"the model takes one input tensor, got {len(tensors)}")
-        return Decoded(tensors[0][1], rid, outputs)
+        return Decoded(tensors[0][1], rid, outputs, binary)
     specs = {c.name: c for c in signature.inputs} if signature is not None else {}
     columns = {name: _column(name, arr, specs.get(name)) for name, arr in tensors}
-    return Decoded(columns, rid, outputs)
+    return Decoded(columns, rid, outputs, binary)
+
+
+def valid_shape(shape: Any) -> TypeGuard[list[int]]:
+    """Is ``shape`` a list of 1 to 32 non-negative integers?"""
+    return (
+        isinstance(shape, list) and 0 < len(shape) <= _MAX_DIMS
+        and not any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape)
+    )  # fmt: skip
+
+
+def unknown_datatype(where: str, datatype: Any) -> InvalidArgument:
+    return InvalidArgument(
+        f"{where}: unknown datatype {datatype!r:.40}; use one of {', '.join(OIP_DTYPES)}"
+    )
 
 
 def _tensor(t: Any, i: int) -> tuple[str, np.ndarray]:
@@ -166,18 +196,21 @@ def _tensor(t: Any, i: int) -> tuple[str, np.ndarray]:
         raise InvalidArgument(f"inputs[{i}]: 'name' must be a non-empty string")
     where = f"input {name!r}"
     if datatype not in OIP_DTYPES:
-        raise InvalidArgument(
-            f"{where}: unknown datatype {datatype!r:.40}; use one of {', '.join(OIP_DTYPES)}"
-        )
-    if (
-        not isinstance(shape, list) or not 0 < len(shape) <= _MAX_DIMS
-        or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape)
-    ):  # fmt: skip
+        raise unknown_datatype(where, datatype)
+    if not valid_shape(shape):
         raise InvalidArgument(f"{where}: 'shape' must be a list of 1 to 32 non-negative integers")
     data = t.get("data")
-    if not isinstance(data, list):
+    if isinstance(data, np.ndarray):  # binary data, decoded by oip_binary.read_request
+        arr = data
+    elif isinstance(data, list):
+        arr = _array(where, datatype, data)
+    elif isinstance(t.get("parameters"), dict) and "binary_data_size" in t["parameters"]:
+        raise InvalidArgument(
+            f"{where}: binary_data_size is set but the request has no "
+            "Inference-Header-Content-Length header, so its body is all JSON"
+        )
+    else:
         raise InvalidArgument(f"{where}: 'data' must be a list (flat or nested, row-major)")
-    arr = _array(where, datatype, data)
     if arr.size != math.prod(shape):
         raise InvalidArgument(
             f"{where}: shape {shape} holds {math.prod(shape)} values but data has {arr.size}"
@@ -251,14 +284,35 @@ def _column(name: str, arr: np.ndarray, spec: ColumnSpec | None) -> Any:
     return arr
 
 
-def _requested_outputs(outputs: Any) -> tuple[str, ...] | None:
+def _requested_outputs(
+    outputs: Any, params: dict[str, Any] | None
+) -> tuple[tuple[str, ...] | None, BinaryOutputs | None]:
+    """The outputs asked for (``None``: all), and which of them go back as binary data."""
+    default = params.get("binary_data_output", False) if params else False
+    if not isinstance(default, bool):
+        raise InvalidArgument("parameters.binary_data_output must be true or false")
     if outputs is None:
-        return None
+        return None, BinaryOutputs(True, {}) if default else None
     if not isinstance(outputs, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):
         raise InvalidArgument("'outputs' must be a list of objects with a 'name'")
-    return tuple(o["name"] for o in outputs)
+    overrides: dict[str, bool] = {}
+    for o in outputs:
+        p = o.get("parameters")
+        if p is None:
+            continue
+        if not isinstance(p, dict):
+            raise InvalidArgument(f"output {o['name']!r:.80}: 'parameters' must be an object")
+        flag = p.get("binary_data")
+        if flag is not None:
+            if not isinstance(flag, bool):
+                raise InvalidArgument(
+                    f"output {o['name']!r:.80}: parameters.binary_data must be true or false"
+                )
+            overrides[o["name"]] = flag
+    binary = BinaryOutputs(default, overrides) if default or any(overrides.values()) else None
+    return tuple(o["name"] for o in outputs), binary
 
 
 # -- responses ---------------------------------------------------------------------------------
