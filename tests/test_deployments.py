@@ -53,10 +53,14 @@ class TestInProcessDeployments(DeploymentContract):
     @pytest.fixture
     def deployment_stack(self, tmp_path):
         server = Stack.from_settings(Settings(home=tmp_path / "server"))
+        self.server = server
         remote, client = in_process_stack(server)
         yield remote
         client.close()
         server.close()
+
+    def log_artifacts(self, stack):
+        return self.server.artifacts  # the server's store: a remote client cannot write logs
 
     def recorded_actor(self, actor: str) -> str:
         return Settings().resolved_user()  # auth off: every caller is the server's local user

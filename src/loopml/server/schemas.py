@@ -324,6 +324,11 @@ class ModelUpdate(In):
     tags: Tags | None = None
 
 
+class VersionUpdate(In):
+    description: Text | None = None
+    tags: Tags | None = None
+
+
 class VersionCreate(In):
     source: Annotated[str, Field(min_length=1, max_length=1024)]
     description: Text = ""
@@ -438,3 +443,15 @@ class TrafficIn(In):
 
 class RollbackIn(In):
     to_revision: Revision | None = None
+
+
+class LogPolicyIn(In):
+    """Only what is given changes; ``default_retention`` goes back to the server's default."""
+
+    retention_days: Annotated[int, Field(strict=True, ge=1, le=36_500)] | None = None
+    default_retention: Annotated[bool, Field(strict=True)] = False
+    legal_hold: Annotated[bool, Field(strict=True)] | None = None
+
+
+class LogCompactIn(In):
+    hour_ms: Annotated[int, Field(strict=True, ge=0, le=2**53)] | None = None

@@ -29,10 +29,12 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from loopml.errors import Conflict, InvalidArgument, NotFound
+from loopml.artifacts.store import ArtifactStore
+from loopml.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from loopml.registry.api import ModelRegistry
 from loopml.registry.entities import ModelVersion
 from loopml.serving.deployment_store import DeploymentStore
@@ -43,6 +45,21 @@ from loopml.serving.deployments import (
     Target,
     validate_deployment_name,
 )
+from loopml.serving.predlog_compaction import (
+    HourCompaction,
+    compact_hour,
+    compactable_hours,
+    hour_label,
+)
+from loopml.serving.predlog_retention import (
+    LogStatus,
+    PruneResult,
+    RetentionRules,
+    cutoff_ms,
+    plan_prune,
+    remove_hours,
+)
+from loopml.serving.predlog_segments import hour_files
 
 MAX_DESCRIPTION = 10_000
 MAX_REASON = 256
@@ -80,9 +97,19 @@ def _revision_number(value: Any, what: str) -> int:
 
 
 class DeploymentService:
-    def __init__(self, store: DeploymentStore, registry: ModelRegistry) -> None:
+    """``artifacts`` holds the prediction log (under ``log_prefix``); ``retention`` is the
+    server's default and floor; ``clock`` gives the time (seconds) that retention counts from."""
+
+    def __init__(
+        self, store: DeploymentStore, registry: ModelRegistry, *,
+        artifacts: ArtifactStore | None = None, retention: RetentionRules | None = None,
+        log_prefix: str = "predictions", clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
         self.store = store
         self._registry = registry
+        self._artifacts = artifacts
+        self.retention = retention or RetentionRules()
+        self._prefix, self._clock = log_prefix, clock
 
     def check_targets(self, spec: DeploymentSpec) -> None:
         """NotFound, naming the target, unless every model, version and alias exists."""
@@ -171,3 +198,85 @@ class DeploymentService:
         """Each target of the deployment with the model version it serves now."""
         spec = self.store.get_deployment(name).spec
         return {t: resolve_target(self._registry, t) for t in spec.targets}
+
+    # the prediction log ----------------------------------------------------------------------
+    def _log(self, name: str) -> tuple[ArtifactStore, str]:
+        if self._artifacts is None:
+            raise Unavailable("this deployment service has no artifact store for its logs")
+        validate_deployment_name(name)
+        return self._artifacts, f"{self._prefix}/{name}"
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def log_status(self, name: str) -> LogStatus:
+        """The policy as it applies now and what the log holds (hours, files, bytes)."""
+        policy = self.store.get_log_policy(name)
+        artifacts, base = self._log(name)
+        hours = hour_files(artifacts, base, None, None)
+        sizes = [i.size or 0 for i in artifacts.list(base, recursive=True)]
+        starts = [h.start_ms for h in hours]
+        return LogStatus(
+            deployment=name, retention_days=policy.retention_days, legal_hold=policy.legal_hold,
+            effective_retention_days=policy.effective_days(self.retention),
+            default_retention_days=self.retention.default_days,
+            floor_days=self.retention.floor_days, hours=len(hours),
+            files=sum(len(f) for f in hours.values()), bytes=sum(sizes),
+            oldest_hour=hour_label(min(starts)) if starts else None,
+            newest_hour=hour_label(max(starts)) if starts else None,
+            compactable_hours=compactable_hours(artifacts, base, now_ms=self._now_ms()),
+        )  # fmt: skip
+
+    def set_log_policy(
+        self, name: str, *, actor: str, retention_days: int | None = None,
+        default_retention: bool = False, legal_hold: bool | None = None,
+    ) -> LogStatus:  # fmt: skip
+        """Change the retention (never below the floor), reset it to the server's default, or
+        set or lift the legal hold; audited with ``actor``."""
+        if retention_days is not None and default_retention:
+            raise InvalidArgument("give retention_days or default_retention, not both")
+        if legal_hold is not None and not isinstance(legal_hold, bool):
+            raise InvalidArgument(f"legal_hold must be true or false, got {legal_hold!r}")
+        if retention_days is not None:
+            self.retention.check(retention_days)
+        current = self.store.get_log_policy(name)
+        days = None if default_retention else (retention_days or current.retention_days)
+        hold = current.legal_hold if legal_hold is None else legal_hold
+        self.store.set_log_policy(name, retention_days=days, legal_hold=hold, actor=actor)
+        return self.log_status(name)
+
+    def compact_log(
+        self, name: str, *, actor: str, hour_ms: int | None = None
+    ) -> list[HourCompaction]:
+        """Compact the hour starting at ``hour_ms``, or every hour that needs it (never the
+        hour being written). Rows stay as they are, so this is not an audit event."""
+        self.store.get_log_policy(name)  # NotFound for an unknown deployment
+        artifacts, base = self._log(name)
+        now = self._now_ms()
+        if hour_ms is not None and (isinstance(hour_ms, bool) or not isinstance(hour_ms, int)):
+            raise InvalidArgument(f"hour_ms must be an integer (ms since epoch), got {hour_ms!r}")
+        hours = compactable_hours(artifacts, base, now_ms=now) if hour_ms is None else [hour_ms]
+        done: list[HourCompaction] = []
+        for hour in hours:
+            done += compact_hour(artifacts, base, hour, now_ms=now)
+        return done
+
+    def prune_log(self, name: str, *, actor: str) -> list[PruneResult]:
+        """Remove whole hours past the retention, each batch audited (with its hours, files and
+        rows) before it goes; nothing while the deployment is on legal hold."""
+        policy = self.store.get_log_policy(name)
+        artifacts, base = self._log(name)
+        days = policy.effective_days(self.retention)
+        cutoff = cutoff_ms(now_ms=self._now_ms(), days=days)
+        if policy.legal_hold:
+            return [PruneResult(name, True, days, cutoff)]
+        results = []
+        for plan in plan_prune(artifacts, base, cutoff):
+            self.store.record_log_prune(
+                name, seen=policy, actor=actor, change=plan.audit_change(policy, days, cutoff)
+            )
+            remove_hours(artifacts, base, plan.hours)
+            change = plan.audit_change(policy, days, cutoff)
+            results.append(PruneResult(name, False, days, cutoff, change["hours"], plan.files,
+                                       plan.rows))  # fmt: skip
+        return results

@@ -11,9 +11,11 @@ and aliases a spec names exist in the registry).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from loopml.serving.deployments import Deployment, DeploymentRevision, DeploymentSpec
+from loopml.serving.predlog_compaction import HourCompaction
+from loopml.serving.predlog_retention import LogPolicy, LogStatus, PruneResult
 
 
 class DeploymentStore(Protocol):
@@ -55,7 +57,23 @@ class DeploymentStore(Protocol):
     def list_revisions(self, name: str) -> list[DeploymentRevision]: ...
 
     def delete_deployment(self, name: str, *, actor: str) -> None:
-        """The deployment and its revisions (the audit log keeps their story)."""
+        """The deployment and its revisions (the audit log keeps their story); Conflict while
+        it is on legal hold."""
+        ...
+
+    def get_log_policy(self, name: str) -> LogPolicy: ...
+
+    def set_log_policy(
+        self, name: str, *, retention_days: int | None, legal_hold: bool, actor: str
+    ) -> LogPolicy:
+        """Store the policy (audited as ``deployment.log_policy``; an unchanged one is not)."""
+        ...
+
+    def record_log_prune(
+        self, name: str, *, seen: LogPolicy, actor: str, change: dict[str, Any]
+    ) -> None:
+        """Audit a prune (``deployment.log_prune``) before its files go; Conflict when the
+        deployment is on hold or its policy is no longer ``seen``."""
         ...
 
 
@@ -81,3 +99,26 @@ class DeploymentRegistry(Protocol):
     def history(self, name: str) -> list[DeploymentRevision]: ...
 
     def delete_deployment(self, name: str, *, actor: str) -> None: ...
+
+    # the prediction log (retention, legal hold, compaction, pruning)
+    def log_status(self, name: str) -> LogStatus:
+        """The policy as it applies now and what the log holds."""
+        ...
+
+    def set_log_policy(
+        self, name: str, *, actor: str, retention_days: int | None = None,
+        default_retention: bool = False, legal_hold: bool | None = None,
+    ) -> LogStatus:  # fmt: skip
+        """Change what is given: ``retention_days`` (never below the server's floor), back to
+        the server's default with ``default_retention``, or the ``legal_hold``."""
+        ...
+
+    def compact_log(
+        self, name: str, *, actor: str, hour_ms: int | None = None
+    ) -> list[HourCompaction]:
+        """Compact one hour (``hour_ms``) or every compactable hour of the log."""
+        ...
+
+    def prune_log(self, name: str, *, actor: str) -> list[PruneResult]:
+        """Remove the hours past retention (nothing on legal hold); one result per audit event."""
+        ...

@@ -3,7 +3,10 @@
 The segments are those written by :class:`loopml.serving.predlog.PredictionLogger`. Only the
 ``date=``/``hour=`` folders that overlap the window are listed (one listing per day); a local
 (``file://``) store's segments are read in place, through the artifact path choke point, any other
-store's are fetched to a temporary folder first. Feedback is joined by ``request_id``; it may
+store's are fetched to a temporary folder first. Of an hour that was compacted, only the files
+that hold its rows are read (:mod:`loopml.serving.predlog_segments`), and a file that a
+compaction removes between listing and reading makes the read list again. Feedback is joined by
+``request_id``; it may
 arrive any time after its prediction (from one hour before the window's first hour on), and the
 latest feedback of a request wins.
 
@@ -22,21 +25,16 @@ latest feedback of a request wins.
 from __future__ import annotations
 
 import operator
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from loopml.artifacts.paths import clean_relpath, resolve_local
+from loopml.artifacts.paths import clean_relpath
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import InvalidArgument
 from loopml.serving.predlog import HOUR_MS, check_deployment_name
+from loopml.serving.predlog_segments import LocalSegments, hour_files, read_with_retries
 
-DAY_MS = 24 * HOUR_MS
 _TEXT = ("request_id", "deployment", "model", "version", "route", "inputs", "outputs")
 _DTYPES: dict[str, Any] = {
     **dict.fromkeys(_TEXT, str),
@@ -80,67 +78,31 @@ def read_predictions(
     first_hour = start_ms // HOUR_MS * HOUR_MS
     last_hour = (end_ms - 1) // HOUR_MS * HOUR_MS
     base = f"{prefix}/{deployment}"
-    predictions = _segments(artifacts, base, "predictions", first_hour, last_hour)
-    if not predictions:
-        return _typed(pd.DataFrame(columns=columns))
-    feedback = (
-        _segments(artifacts, base, "feedback", first_hour - HOUR_MS, None) if with_feedback else []
-    )
-    with _local_files(artifacts, predictions + feedback) as paths:
-        frame = _query(
-            paths[: len(predictions)], paths[len(predictions) :], start_ms, end_ms, with_feedback
+
+    def attempt(local: LocalSegments) -> pd.DataFrame | None:
+        predictions = local.visible_paths(segments(artifacts, base, first_hour, last_hour),
+                                          "predictions")  # fmt: skip
+        if not predictions:
+            return None
+        feedback = (
+            local.visible_paths(segments(artifacts, base, first_hour - HOUR_MS, None), "feedback")
+            if with_feedback
+            else []
         )
+        return _query(predictions, feedback, start_ms, end_ms, with_feedback)
+
+    frame = read_with_retries(attempt, artifacts)
+    if frame is None:
+        return _typed(pd.DataFrame(columns=columns))
     return _typed(frame[columns])
 
 
-def _segments(
-    artifacts: ArtifactStore, base: str, kind: str, first_hour: int, last_hour: int | None
+def segments(
+    artifacts: ArtifactStore, base: str, first_hour: int, last_hour: int | None
 ) -> list[str]:
-    """Segment files of ``kind`` under ``base`` whose hour is in [first_hour, last_hour]."""
-    found = []
-    for day in artifacts.list(base):
-        day_ms = _partition_ms(day.path.rpartition("/")[2], "date=", "%Y-%m-%d")
-        if not day.is_dir or day_ms is None or day_ms + DAY_MS <= first_hour:
-            continue
-        if last_hour is not None and day_ms > last_hour:
-            continue
-        for info in artifacts.list(day.path, recursive=True):
-            hour, _, name = info.path.removeprefix(day.path + "/").partition("/")
-            offset = _partition_ms(hour, "hour=", "%H")
-            if offset is None or not (name.startswith(f"{kind}-") and name.endswith(".parquet")):
-                continue
-            if first_hour <= day_ms + offset and (
-                last_hour is None or day_ms + offset <= last_hour
-            ):
-                found.append(info.path)
-    return found
-
-
-def _partition_ms(segment: str, key: str, fmt: str) -> int | None:
-    """``date=2024-01-31`` → its midnight in ms, ``hour=07`` → 7 h in ms; None if malformed."""
-    if not segment.startswith(key):
-        return None
-    try:
-        parsed = datetime.strptime(segment.removeprefix(key), fmt).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    if fmt == "%H":
-        return parsed.hour * HOUR_MS
-    return int(parsed.timestamp()) * 1000
-
-
-@contextmanager
-def _local_files(artifacts: ArtifactStore, rels: list[str]) -> Iterator[list[str]]:
-    """Local paths of the segments ``rels``: in place for ``file://`` stores, else fetched."""
-    root_uri = artifacts.root_uri
-    if root_uri.startswith("file://"):
-        root = Path(root_uri.removeprefix("file://"))
-        yield [str(resolve_local(root, rel)) for rel in rels]
-        return
-    with tempfile.TemporaryDirectory(prefix="loopml-predlog-") as tmp:
-        yield [
-            str(artifacts.get_file(rel, Path(tmp, f"{i}.parquet"))) for i, rel in enumerate(rels)
-        ]
+    """Every file under ``base`` whose hour is in [first_hour, last_hour] (None: open ended)."""
+    return [rel for files in hour_files(artifacts, base, first_hour, last_hour).values()
+            for rel in files]  # fmt: skip
 
 
 _SEGMENTS = "read_parquet(?, union_by_name = true, hive_partitioning = false)"

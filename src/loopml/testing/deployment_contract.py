@@ -7,13 +7,17 @@ Subclass in a test module and provide a ``deployment_stack`` fixture: a
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import pytest
 
+from loopml.artifacts.store import ArtifactStore
 from loopml.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from loopml.serving.deployments import DeploymentSpec, Target
+from loopml.serving.predlog import HOUR_MS, PredictionLogger, PredictionRecord
+from loopml.serving.predlog_reader import read_predictions
 from loopml.testing.registry_contract import log_fake_package
 
 ACTOR = "deployment-tester"
@@ -42,7 +46,45 @@ def single(model: str, version: int = 1) -> DeploymentSpec:
     return DeploymentSpec((Target(model, version=version, weight=1.0),))
 
 
+def log_hour(
+    artifacts: ArtifactStore, deployment: str, hour_ms: int, *, segments: int, rows: int
+) -> list[str]:
+    """Write ``segments`` segments of ``rows`` predictions (and one feedback each) into the hour
+    starting at ``hour_ms``; the request ids."""
+    ids = []
+    with PredictionLogger(artifacts, flush_interval_s=3600) as log:
+        for s in range(segments):
+            for r in range(rows):
+                rid = f"{deployment}-{hour_ms}-{s}-{r}"
+                ids.append(rid)
+                log.record(
+                    PredictionRecord(
+                        rid,
+                        deployment,
+                        "m",
+                        "1",
+                        hour_ms + s * 1000 + r,
+                        "/predict",
+                        {"x": [r]},
+                        [r % 2],
+                        latency_ms=1.0,
+                    )
+                )
+            log.record_feedback(
+                f"{deployment}-{hour_ms}-{s}-0",
+                deployment,
+                [1],
+                timestamp_ms=hour_ms + s * 1000 + 999,
+            )
+            log.flush()
+    return ids
+
+
 class DeploymentContract:
+    def log_artifacts(self, stack: Any) -> ArtifactStore:
+        """The artifact store the deployments' server keeps prediction logs in."""
+        return stack.artifacts
+
     def test_create_get_list_and_update_make_revisions(self, deployment_stack):
         deployments = deployment_stack.deployments
         model = registered_model(deployment_stack)
@@ -268,4 +310,88 @@ class DeploymentContract:
             "from": 1.0, "to": pytest.approx(0.9)
         }  # fmt: skip
         assert events[2].change["reason"] == "rollback to 1"
+        assert audit.verify().ok
+
+    def test_log_policy_defaults_floor_hold_and_audit(self, deployment_stack):
+        deployments, audit = deployment_stack.deployments, deployment_stack.audit
+        model = registered_model(deployment_stack)
+        name = _name("dep")
+        deployments.create_deployment(name, single(model), actor=ACTOR)
+        status = deployments.log_status(name)
+        floor, default = status.floor_days, status.default_retention_days
+        assert (status.retention_days, status.legal_hold, status.hours) == (None, False, 0)
+        assert status.effective_retention_days == default and floor <= default
+        longer = deployments.set_log_policy(name, actor=ACTOR, retention_days=default + 30)
+        assert (longer.retention_days, longer.effective_retention_days) == (default + 30,) * 2
+        with pytest.raises(InvalidArgument, match="floor"):
+            deployments.set_log_policy(name, actor=ACTOR, retention_days=floor - 1)
+        for bad in (0, -5, 10**9):
+            with pytest.raises(InvalidArgument):
+                deployments.set_log_policy(name, actor=ACTOR, retention_days=bad)
+        assert deployments.log_status(name).retention_days == default + 30
+        held = deployments.set_log_policy(name, actor=ACTOR, legal_hold=True)
+        assert held.legal_hold and held.retention_days == default + 30
+        deployments.update_deployment(name, single(model, 2), actor=ACTOR)
+        deployments.rollback(name, actor=ACTOR)  # a rollback restores the spec, not the policy
+        assert deployments.log_status(name).legal_hold
+        with pytest.raises(Conflict, match="legal hold"):
+            deployments.delete_deployment(name, actor=ACTOR)
+        assert deployments.prune_log(name, actor=ACTOR)[0].legal_hold
+        back = deployments.set_log_policy(name, actor=ACTOR, default_retention=True,
+                                          legal_hold=False)  # fmt: skip
+        assert (back.retention_days, back.legal_hold) == (None, False)
+        deployments.set_log_policy(name, actor=ACTOR, legal_hold=False)  # unchanged: no event
+        events = audit.list_events(object_type="deployment", object_id=name)
+        policy = [e for e in events if e.action == "deployment.log_policy"]
+        changes = [(e.change["retention_days"]["to"], e.change["legal_hold"]["to"]) for e in policy]
+        assert changes == [(default + 30, False), (default + 30, True), (None, False)]
+        assert {e.actor for e in policy} == {self.recorded_actor(ACTOR)}
+        deployments.delete_deployment(name, actor=ACTOR)
+        with pytest.raises(NotFound):
+            deployments.log_status(name)
+        with pytest.raises(NotFound):
+            deployments.set_log_policy(name, actor=ACTOR, legal_hold=True)
+        assert audit.verify().ok
+
+    def test_log_prune_and_compaction_keep_every_recent_row_once(self, deployment_stack):
+        deployments, audit = deployment_stack.deployments, deployment_stack.audit
+        artifacts = self.log_artifacts(deployment_stack)
+        model = registered_model(deployment_stack)
+        name = _name("dep")
+        deployments.create_deployment(name, single(model), actor=ACTOR)
+        days = deployments.log_status(name).effective_retention_days
+        now_hour = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+        old = now_hour - (days + 2) * 24 * HOUR_MS
+        recent = now_hour - 3 * HOUR_MS
+        old_ids = log_hour(artifacts, name, old, segments=2, rows=3)
+        recent_ids = log_hour(artifacts, name, recent, segments=3, rows=4)
+        status = deployments.log_status(name)
+        assert (status.hours, status.files) == (2, 10) and recent in status.compactable_hours
+
+        deployments.set_log_policy(name, actor=ACTOR, legal_hold=True)
+        assert deployments.prune_log(name, actor=ACTOR)[0].hours == []
+        assert deployments.log_status(name).hours == 2  # the hold kept the old hour
+        deployments.set_log_policy(name, actor=ACTOR, legal_hold=False)
+        [pruned] = deployments.prune_log(name, actor=ACTOR)
+        assert (pruned.files, pruned.rows) == (4, {"predictions": len(old_ids), "feedback": 2})
+        assert len(pruned.hours) == 1 and not pruned.legal_hold
+        assert deployments.prune_log(name, actor=ACTOR) == []  # nothing left to prune
+        [event] = [e for e in audit.list_events(object_type="deployment", object_id=name)
+                   if e.action == "deployment.log_prune"]  # fmt: skip
+        assert event.actor == self.recorded_actor(ACTOR)
+        assert event.change["rows"] == pruned.rows and event.change["hours"] == pruned.hours
+
+        done = deployments.compact_log(name, actor=ACTOR)
+        assert sorted((c.kind, c.files_before, c.rows) for c in done) == [
+            ("feedback", 3, 3), ("predictions", 3, len(recent_ids))
+        ]  # fmt: skip
+        assert deployments.log_status(name).files == 2
+        assert deployments.compact_log(name, actor=ACTOR) == []  # already one file per kind
+        frame = read_predictions(artifacts, name, recent, recent + HOUR_MS)
+        assert sorted(frame["request_id"]) == sorted(recent_ids)
+        assert frame["ground_truth"].notna().sum() == 3
+        with pytest.raises(NotFound):
+            deployments.compact_log(_name("dep"), actor=ACTOR)
+        with pytest.raises(NotFound):
+            deployments.prune_log(_name("dep"), actor=ACTOR)
         assert audit.verify().ok

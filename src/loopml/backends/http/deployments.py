@@ -14,6 +14,8 @@ from loopml.serving.deployments import (
     DeploymentSpec,
     validate_deployment_name,
 )
+from loopml.serving.predlog_compaction import HourCompaction
+from loopml.serving.predlog_retention import LogStatus, PruneResult
 
 
 def _d(name: str, *rest: str) -> str:
@@ -66,3 +68,24 @@ class HttpDeployments:
 
     def delete_deployment(self, name: str, *, actor: str) -> None:
         self._http.request("DELETE", _d(name))
+
+    def log_status(self, name: str) -> LogStatus:
+        return LogStatus.from_dict(self._http.request("GET", _d(name, "log")))
+
+    def set_log_policy(
+        self, name: str, *, actor: str, retention_days: int | None = None,
+        default_retention: bool = False, legal_hold: bool | None = None,
+    ) -> LogStatus:  # fmt: skip
+        body = {"retention_days": retention_days, "default_retention": default_retention,
+                "legal_hold": legal_hold}  # fmt: skip
+        return LogStatus.from_dict(self._http.request("PUT", _d(name, "log", "policy"), json=body))
+
+    def compact_log(
+        self, name: str, *, actor: str, hour_ms: int | None = None
+    ) -> list[HourCompaction]:
+        found = self._http.request("POST", _d(name, "log", "compact"), json={"hour_ms": hour_ms})
+        return [HourCompaction.from_dict(d) for d in found]
+
+    def prune_log(self, name: str, *, actor: str) -> list[PruneResult]:
+        found = self._http.request("POST", _d(name, "log", "prune"))
+        return [PruneResult.from_dict(d) for d in found]

@@ -22,6 +22,7 @@ from loopml.serving.deployments import (
     spec_diff,
     validate_deployment_name,
 )
+from loopml.serving.predlog_retention import LogPolicy
 
 _D = deployments.c
 _R = deployment_revisions.c
@@ -207,6 +208,10 @@ class SqlDeploymentStore:
 
         def work(conn: Connection) -> None:
             row = self._locked(conn, name)
+            if row.legal_hold:  # deleting the row would lift the hold
+                raise Conflict(
+                    f"deployment {name!r} is on legal hold: lift the hold before deleting it"
+                )
             conn.execute(deployment_revisions.delete().where(_R.name == name))
             conn.execute(deployments.delete().where(_D.name == name))
             _audit(conn, actor, "deployment.delete", name, {
@@ -215,3 +220,58 @@ class SqlDeploymentStore:
             })  # fmt: skip
 
         self._db.write(work)
+
+    # the prediction log's policy: kept on the row, outside the revisioned spec --------------
+    def get_log_policy(self, name: str) -> LogPolicy:
+        _named(name)
+
+        def work(conn: Connection) -> LogPolicy:
+            row = conn.execute(
+                sa.select(_D.log_retention_days, _D.legal_hold).where(_D.name == name)
+            ).first()
+            if row is None:
+                raise _not_found(name)
+            return _policy(name, row)
+
+        return self._db.read(work)
+
+    def set_log_policy(
+        self, name: str, *, retention_days: int | None, legal_hold: bool, actor: str
+    ) -> LogPolicy:
+        _named(name)
+
+        def work(conn: Connection) -> None:
+            before = _policy(name, self._locked(conn, name))
+            after = LogPolicy(name, retention_days, legal_hold)
+            if after == before:
+                return
+            conn.execute(deployments.update().where(_D.name == name).values(
+                log_retention_days=retention_days, legal_hold=legal_hold
+            ))  # fmt: skip
+            _audit(conn, actor, "deployment.log_policy", name, {
+                "retention_days": {"from": before.retention_days, "to": retention_days},
+                "legal_hold": {"from": before.legal_hold, "to": legal_hold},
+            })  # fmt: skip
+
+        self._db.write(work)
+        return self.get_log_policy(name)
+
+    def record_log_prune(
+        self, name: str, *, seen: LogPolicy, actor: str, change: dict[str, Any]
+    ) -> None:
+        _named(name)
+
+        def work(conn: Connection) -> None:
+            now = _policy(name, self._locked(conn, name))
+            if now.legal_hold:
+                raise Conflict(f"deployment {name!r} is on legal hold: its log is not pruned")
+            if now != seen:
+                raise Conflict(f"the log policy of deployment {name!r} changed meanwhile")
+            _audit(conn, actor, "deployment.log_prune", name, change)
+
+        self._db.write(work)
+
+
+def _policy(name: str, row: Any) -> LogPolicy:
+    days = row.log_retention_days
+    return LogPolicy(name, None if days is None else int(days), bool(row.legal_hold))

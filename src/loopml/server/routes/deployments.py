@@ -2,13 +2,18 @@
 
 Reading a deployment needs ``model.read`` on its project, changing it ``deployment.write``; the
 models it routes to must be readable by the caller too (nobody deploys what they cannot see).
+
+The prediction log's policy, compaction and pruning (``/deployments/{name}/log…``) need
+``deployment.write`` too, except lifting a legal hold: only a platform admin may, since a hold is
+usually placed for someone outside the team that deploys (legal, an auditor), and the people who
+could benefit from the deletion must not be the ones who allow it.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from loopml.errors import Unavailable
+from loopml.errors import PermissionDenied, Unavailable
 from loopml.server.access import authenticated, caller_of, protected
 from loopml.server.fastjson import OrjsonRoute
 from loopml.server.schemas import (
@@ -16,6 +21,8 @@ from loopml.server.schemas import (
     DeploymentCreate,
     DeploymentSpecIn,
     DeploymentUpdate,
+    LogCompactIn,
+    LogPolicyIn,
     Ok,
     RollbackIn,
     TrafficIn,
@@ -28,6 +35,8 @@ from loopml.serving.deployments import (
     DeploymentSpec,
     parse_ref,
 )
+from loopml.serving.predlog_compaction import HourCompaction
+from loopml.serving.predlog_retention import LogStatus, PruneResult
 
 router = APIRouter(
     prefix="/api/v1", tags=["deployments"], responses=ERROR_RESPONSES, route_class=OrjsonRoute
@@ -116,3 +125,38 @@ def rollback(request: Request, name: str, body: RollbackIn) -> Deployment:
 @router.get("/deployments/{name}/history", **protected("model.read", deployment_scope))
 def history(request: Request, name: str) -> list[DeploymentRevision]:
     return _deployments(request).history(name)
+
+
+# the prediction log -------------------------------------------------------------------------
+@router.get("/deployments/{name}/log", **protected("model.read", deployment_scope))
+def log_status(request: Request, name: str) -> LogStatus:
+    """The log's retention and hold as they apply now, and what it holds."""
+    return _deployments(request).log_status(name)
+
+
+@router.put("/deployments/{name}/log/policy", **protected("deployment.write", deployment_scope))
+def set_log_policy(request: Request, name: str, body: LogPolicyIn) -> LogStatus:
+    """Set the retention (never below the server's floor) or the legal hold; lifting a hold
+    needs a platform admin."""
+    caller, deployments = caller_of(request), _deployments(request)
+    lifting = body.legal_hold is False and not caller.is_admin
+    if lifting and deployments.log_status(name).legal_hold:
+        raise PermissionDenied(f"{caller.name} may not lift a legal hold: ask an admin")
+    return deployments.set_log_policy(
+        name, actor=caller.name, retention_days=body.retention_days,
+        default_retention=body.default_retention, legal_hold=body.legal_hold,
+    )  # fmt: skip
+
+
+@router.post("/deployments/{name}/log/compact", **protected("deployment.write", deployment_scope))
+def compact_log(request: Request, name: str, body: LogCompactIn) -> list[HourCompaction]:
+    """Compact one hour (``hour_ms``) or every hour that needs it."""
+    return _deployments(request).compact_log(
+        name, actor=caller_of(request).name, hour_ms=body.hour_ms
+    )
+
+
+@router.post("/deployments/{name}/log/prune", **protected("deployment.write", deployment_scope))
+def prune_log(request: Request, name: str) -> list[PruneResult]:
+    """Remove the hours past retention (nothing on legal hold); each batch is an audit event."""
+    return _deployments(request).prune_log(name, actor=caller_of(request).name)
