@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -106,9 +106,20 @@ class AuditStore(Protocol):
         object_type: str | None = None,
         object_id: str | None = None,
         actor: str | None = None,
+        action: str | None = None,
         since: int | None = None,
         until: int | None = None,
+        before: int | None = None,
+        projects: Collection[str] | None = None,
         limit: int = 1000,
-    ) -> list[AuditEvent]: ...
+    ) -> list[AuditEvent]:
+        """The newest ``limit`` events that match, oldest first.
+
+        ``before`` (a ``seq``) pages back in time: pass the oldest ``seq`` of a page to get the
+        page before it. ``projects`` keeps the events of those projects' objects (runs,
+        experiments, models, deployments, the projects themselves), filtered by the store, so a
+        page of N holds N events whenever that many match.
+        """
+        ...
 
     def verify(self) -> ChainReport: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import quote
 
@@ -74,13 +75,20 @@ class HttpAuditStore:
 
     def list_events(
         self, *, object_type: str | None = None, object_id: str | None = None,
-        actor: str | None = None, since: int | None = None, until: int | None = None,
-        limit: int = 1000,
+        actor: str | None = None, action: str | None = None, since: int | None = None,
+        until: int | None = None, before: int | None = None,
+        projects: Collection[str] | None = None, limit: int = 1000,
     ) -> list[AuditEvent]:  # fmt: skip
+        """The server filters by project in SQL, also by the projects the caller may audit."""
+        if projects is not None and not projects:
+            return []
         params = {
             k: v
             for k, v in (("object_type", object_type), ("object_id", object_id),
-                         ("actor", actor), ("since", since), ("until", until), ("limit", limit))
+                         ("actor", actor), ("action", action), ("since", since),
+                         ("until", until), ("before", before),
+                         ("project", sorted(projects) if projects is not None else None),
+                         ("limit", limit))
             if v is not None
         }  # fmt: skip
         data = self._http.request("GET", "/api/v1/audit/events", params=params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +12,14 @@ from sqlalchemy.engine import Connection
 
 from loopml.backends.sql.engine import Database
 from loopml.backends.sql.fastpath import DbapiTx
-from loopml.backends.sql.schema import audit_events, audit_head
+from loopml.backends.sql.schema import (
+    audit_events,
+    audit_head,
+    deployments,
+    experiments,
+    registered_models,
+    runs,
+)
 from loopml.governance.audit import (
     AuditEvent,
     ChainReport,
@@ -94,6 +101,42 @@ def _event(row: Any) -> AuditEvent:
     )
 
 
+def _of_projects(projects: list[str]) -> sa.ColumnElement[bool]:
+    """Events whose object belongs to one of ``projects`` (what ``ProjectIndex`` would answer).
+
+    Run, experiment, model (``name`` or ``name/3``) and deployment events belong to the project
+    of their object; users, tokens and webhooks to no project (admins only). Each branch is a
+    semi-join the database runs beside the ``seq`` order, so a page holds what it asks for.
+    """
+    ev = audit_events.c
+    ids = [int(p) for p in projects if p.isascii() and p.isdigit()]
+    if not ids:
+        return sa.false()
+    in_projects = experiments.c.project_id.in_(ids)
+    experiment_ids = sa.select(sa.cast(experiments.c.experiment_id, sa.String)).where(in_projects)
+    run_ids = (
+        sa.select(runs.c.run_id)
+        .join(experiments, experiments.c.experiment_id == runs.c.experiment_id)
+        .where(runs.c.run_id == ev.object_id, in_projects)
+    )
+    models = registered_models.c
+    model_ids = sa.select(models.name).where(
+        models.project_id.in_(ids),
+        sa.or_(
+            models.name == ev.object_id,
+            sa.func.substr(ev.object_id, 1, sa.func.length(models.name) + 1) == models.name + "/",
+        ),
+    )
+    deployment_ids = sa.select(deployments.c.name).where(deployments.c.project_id.in_(ids))
+    return sa.or_(
+        sa.and_(ev.object_type == "project", ev.object_id.in_([str(i) for i in ids])),
+        sa.and_(ev.object_type == "experiment", ev.object_id.in_(experiment_ids)),
+        sa.and_(ev.object_type == "run", run_ids.exists()),
+        sa.and_(ev.object_type == "model", model_ids.exists()),
+        sa.and_(ev.object_type == "deployment", ev.object_id.in_(deployment_ids)),
+    )
+
+
 class SqlAuditStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -104,8 +147,11 @@ class SqlAuditStore:
         object_type: str | None = None,
         object_id: str | None = None,
         actor: str | None = None,
+        action: str | None = None,
         since: int | None = None,
         until: int | None = None,
+        before: int | None = None,
+        projects: Collection[str] | None = None,
         limit: int = 1000,
     ) -> list[AuditEvent]:
         q = sa.select(audit_events)
@@ -113,6 +159,7 @@ class SqlAuditStore:
             (audit_events.c.object_type, object_type),
             (audit_events.c.object_id, object_id),
             (audit_events.c.actor, actor),
+            (audit_events.c.action, action),
         ):
             if value is not None:
                 q = q.where(column == value)
@@ -120,6 +167,10 @@ class SqlAuditStore:
             q = q.where(audit_events.c.ts >= since)
         if until is not None:
             q = q.where(audit_events.c.ts <= until)
+        if before is not None:
+            q = q.where(audit_events.c.seq < before)
+        if projects is not None:
+            q = q.where(_of_projects(sorted(set(projects))))
         q = q.order_by(audit_events.c.seq.desc()).limit(max(1, min(limit, 100_000)))
         rows = self._db.read(lambda c: c.execute(q).all())
         return [_event(r) for r in reversed(rows)]

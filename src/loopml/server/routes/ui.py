@@ -22,7 +22,7 @@ from loopml.artifacts.paths import clean_relpath
 from loopml.errors import InvalidArgument, NotFound, PermissionDenied
 from loopml.governance.audit import AuditEvent
 from loopml.server.access import Caller, authenticated, caller_of, protected, public
-from loopml.server.routes.audit import _visible as audit_visible
+from loopml.server.routes.audit import auditable
 from loopml.server.scopes import (
     experiment_scope,
     index_of,
@@ -432,25 +432,23 @@ def audit_page(
     before: int | None = None,
     verify: bool = False,
 ) -> HTMLResponse:
-    """The newest events first, a page at a time (``until``/``before`` walk back in time)."""
-    caller, stack, index = caller_of(request), stack_of(request), index_of(request)
+    """The newest events first, a page at a time (``before`` walks back in time); the store
+    filters by the caller's projects, so every page but the last is full."""
+    caller, stack = caller_of(request), stack_of(request)
     fetched = stack.audit.list_events(
         object_type=object_type or None,
         object_id=object_id or None,
         actor=actor or None,
+        action=action or None,
         until=until,
-        limit=AUDIT_PAGE + 50,
+        before=before,
+        projects=auditable(request),
+        limit=AUDIT_PAGE,
     )
-    if before is not None:
-        fetched = [e for e in fetched if e.seq < before]
-    page = list(reversed(fetched))[:AUDIT_PAGE]
+    page = list(reversed(fetched))
     oldest = page[-1] if len(page) == AUDIT_PAGE else None
-    if not caller.is_admin:
-        page = [e for e in page if audit_visible(e, caller, index)]
-    if action:
-        page = [e for e in page if e.action == action]
     keep = {"object_type": object_type, "object_id": object_id, "actor": actor, "action": action}
-    older_url = _url("/audit", **keep, until=oldest.ts, before=oldest.seq) if oldest else None
+    older_url = _url("/audit", **keep, until=until, before=oldest.seq) if oldest else None
     report = stack.audit.verify() if verify else None
     return _page(
         request,
