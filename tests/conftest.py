@@ -20,6 +20,11 @@ from loopml.governance.passwords import Passwords
 
 PG_ENV = "LOOPML_TEST_POSTGRES_URL"
 
+# starlette's TestClient sends ``Host: testserver``: the platform apps of the tests answer to
+# that name too (production code allows only loopback names, the bind address and this setting).
+# Set before any test module builds its Settings; tests of the Host check pass their own names.
+os.environ["LOOPML_ALLOWED_HOSTS"] = "testserver"
+
 
 def _pg_admin_url() -> str | None:
     return os.environ.get(PG_ENV)

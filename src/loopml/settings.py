@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -51,6 +56,20 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Where `loopml server` binds")
     port: int = Field(default=5100, ge=0, le=65535)
     auth: bool = Field(default=False, description="Require credentials (forced off-loopback)")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Host names both servers answer to besides localhost, 127.0.0.1, [::1] and"
+        " the bind address (comma-separated)",
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, le=1000, description="Failed sign-ins per account before a lockout"
+    )
+    login_max_address_failures: int = Field(
+        default=20, ge=1, le=100_000, description="Failed sign-ins per client address"
+    )
+    login_failure_window_s: float = Field(
+        default=900, ge=60, le=86_400, description="How long a failed sign-in counts"
+    )
     background_jobs: bool = Field(default=False, description="Run periodic jobs (`loopml up`)")
     max_request_bytes: int = Field(default=64 * 2**20, ge=1024)
     max_artifact_bytes: int = Field(default=8 * 2**30, ge=1024)
@@ -79,6 +98,22 @@ class Settings(BaseSettings):
     )
     prediction_log_flush_s: float = Field(default=5.0, gt=0, le=3600)
     prediction_log_sample_rate: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_names(cls, v: Any) -> Any:
+        """``a.example, b.example`` (the environment's form) or a list; names only, no ports."""
+        items = v.split(",") if isinstance(v, str) else v
+        if not isinstance(items, (list, tuple, set, frozenset)):
+            return v
+        names = tuple(str(item).strip().lower() for item in items if str(item).strip())
+        for name in names:
+            if any(c in name for c in "/@ \t") or (name.count(":") == 1 and "]" not in name):
+                raise ValueError(
+                    f"allowed_hosts: {name!r} is not a host name: give names such as "
+                    "ml.example.com or 10.0.0.5, comma-separated, without scheme or port"
+                )
+        return names
 
     @field_validator("home", mode="after")
     @classmethod

@@ -49,7 +49,7 @@ def _deploy(spec: DeploymentSpec) -> None:
 
 def _server(**options) -> TestClient:
     spec = InferenceServerSpec(source="fraud", build=build_deployment, log_predictions=True,
-                               poll_s=0.05, **options)  # fmt: skip
+                               poll_s=0.05, allowed_hosts=("testserver",), **options)  # fmt: skip
     return TestClient(spec())
 
 

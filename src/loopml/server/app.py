@@ -5,13 +5,13 @@
 >>> from loopml.settings import Settings
 >>> from loopml.stack import Stack
 >>> app = create_app(Stack.from_settings(Settings(home=tempfile.mkdtemp())))
->>> TestClient(app).get("/healthz").json()["status"]
+>>> TestClient(app, base_url="http://localhost").get("/healthz").json()["status"]
 'ok'
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +27,7 @@ from loopml.server.access import (
     public,
 )
 from loopml.server.batchlane import BatchLane
+from loopml.server.hosts import AllowedHosts, HostGuard
 from loopml.server.jobs import JobRunner
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
@@ -79,10 +80,21 @@ class SecurityHeaders:
 
 
 def create_app(
-    stack: Stack, *, authenticate: Authenticator | None = None, jobs: JobRunner | None = None
+    stack: Stack,
+    *,
+    authenticate: Authenticator | None = None,
+    jobs: JobRunner | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
-    """The ASGI app over ``stack``. Without ``authenticate`` every caller is the local user."""
+    """The ASGI app over ``stack``. Without ``authenticate`` every caller is the local user.
+
+    Requests must name the server in their ``Host``: loopback names, ``settings.host`` and
+    ``allowed_hosts`` (default: the ``allowed_hosts`` setting); see :mod:`loopml.server.hosts`.
+    """
     settings = stack.settings
+    hosts = AllowedHosts.of(
+        settings.host, settings.allowed_hosts if allowed_hosts is None else allowed_hosts
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -147,5 +159,6 @@ def create_app(
         BodyLimit, max_bytes=settings.max_request_bytes,
         max_artifact_bytes=settings.max_artifact_bytes,
     )  # fmt: skip
+    app.add_middleware(HostGuard, hosts=hosts)  # before anything else runs (DNS rebinding)
     app.add_middleware(SecurityHeaders)
     return app
