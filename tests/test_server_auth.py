@@ -9,10 +9,14 @@ from fastapi.testclient import TestClient
 from loopml.governance.roles import Action, Role, allowed
 from loopml.server.app import create_app
 from loopml.server.identity import token_authenticator
+from loopml.server.inference import create_inference_app
+from loopml.server.inference_auth import InferenceAuth, store_lookup
+from loopml.serving.modelset import SingleModel
 from loopml.serving.deployments import DeploymentSpec, Target
 from loopml.settings import Settings
 from loopml.stack import Stack
 from loopml.testing.registry_contract import log_fake_package
+from serving.inference_fakes import FakePredictor
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,14 @@ def world(tmp_path_factory):
     outsider = ident.create_user("outsider", None, is_service_account=True, actor="setup")
     tokens["outsider"] = ident.create_token(outsider, "t", actor="setup")[1]
     app = create_app(stack, authenticate=token_authenticator(stack))
-    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as http:
+    # P's model on an inference server with auth: deployment.invoke is checked there.
+    served = SingleModel("m", "1", FakePredictor(lambda frame: frame["x"].to_numpy()))
+    auth = InferenceAuth(store_lookup(ident), ids["p"]["project"])
+    inference = create_inference_app(served, max_wait_ms=0, auth=auth)
+    with (
+        TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as http,
+        TestClient(inference, base_url="http://localhost") as ids["serve"],
+    ):
         yield http, tokens, ids
     stack.close()
 
@@ -167,6 +178,9 @@ def _attempt(http, action: Action, ids, headers):
         case Action.DEPLOYMENT_WRITE:
             return http.post("/api/v1/deployments/d/traffic", json={"weights": {"m:1": 1.0}},
                              headers=headers)  # fmt: skip
+        case Action.DEPLOYMENT_INVOKE:  # on the inference server (loopml serve --auth)
+            return ids["serve"].post("/predict", json={"instances": [{"x": 1.0}]},
+                                     headers=headers)  # fmt: skip
     return None
 
 
