@@ -9,6 +9,7 @@ to ``/login`` and ``/logout`` only; ``server/sessions.py`` checks their CSRF tok
 from __future__ import annotations
 
 import gzip
+import logging
 from collections.abc import Iterator
 from functools import cache
 from typing import Annotated, Any
@@ -18,8 +19,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from loopml.artifacts.digests import verified_chunks
 from loopml.artifacts.paths import clean_relpath
-from loopml.errors import InvalidArgument, NotFound, PermissionDenied
+from loopml.errors import IntegrityError, InvalidArgument, NotFound, PermissionDenied
 from loopml.governance.audit import AuditEvent
 from loopml.server.access import Caller, authenticated, caller_of, protected, public
 from loopml.server.routes.audit import auditable
@@ -47,6 +49,7 @@ from loopml.tracking.entities import Run, ViewType
 from loopml.ui import pages, render, static_files, views
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger("loopml.server")
 PAGE_SIZES = (25, 50, 100)
 AUDIT_PAGE = 100
 VERIFIED_INLINE_BYTES = 32 * 2**20  # artifacts up to this size are digest-checked when served
@@ -375,9 +378,21 @@ def run_artifact(
         data = RunArtifacts(stack.tracking, stack.artifacts).read_bytes(run, rel)
         return Response(data, media_type=media or "application/octet-stream", headers=headers)
     chunks: Iterator[bytes] = stack.artifacts.open_read(f"{run.artifact_path}/{rel}")
+    if record is not None:  # too big to check first: checked as it streams, aborted on mismatch
+        chunks = _digest_checked(chunks, record.sha256, run_id, rel)
     return StreamingResponse(
         chunks, media_type=media or "application/octet-stream", headers=headers
     )
+
+
+def _digest_checked(chunks: Iterator[bytes], sha256: str, run_id: str, rel: str) -> Iterator[bytes]:
+    """The stream, its last chunk withheld on a digest mismatch: the error raised inside the
+    response makes the server drop the connection, so the browser sees a failed download."""
+    try:
+        yield from verified_chunks(chunks, sha256, rel)
+    except IntegrityError as e:
+        log.error("artifact %r of run %s aborted while streaming: %s", rel, run_id, e.message)
+        raise
 
 
 # compare -------------------------------------------------------------------------------------
