@@ -155,6 +155,34 @@ def test_rows_in_payload(payload, rows):
     assert rows_in_payload(raw) == rows
 
 
+def _binary_oip(rows: int) -> tuple[bytes, int]:
+    head = json.dumps({"inputs": [{"name": "x", "shape": [rows, 2], "datatype": "FP64",
+                                   "parameters": {"binary_data_size": rows * 16}}]}).encode()
+    return head + b"\0" * (rows * 16), len(head)  # fmt: skip
+
+
+def test_a_binary_oip_payload_counts_rows_from_its_json_part(tmp_path):
+    body, length = _binary_oip(100)
+    assert rows_in_payload(body) == 1 and rows_in_payload(body, length) == 100
+    header = {"Inference-Header-Content-Length": str(length)}
+    with toy_server() as url:
+        result = run_http_load(url, concurrency=1, duration_s=0.2, payload=body, headers=header)
+        assert result.rows_per_request == 100 and result.ok == result.sent > 0
+        payload, out = tmp_path / "binary.oip", tmp_path / "load.json"
+        payload.write_bytes(body)
+        res = runner.invoke(app, ["loadtest", url, "-c", "1", "-d", "0.2", "--payload",
+                                  str(payload), "-H", f"Inference-Header-Content-Length:{length}",
+                                  "--json-out", str(out)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert json.loads(out.read_text())["rows_per_request"] == 100
+        for bad in ("x", str(len(body) + 1), "-3"):  # not a count within the payload
+            res = runner.invoke(app, ["loadtest", url, "-d", "0.1", "--payload", str(payload),
+                                      "-H", f"Inference-Header-Content-Length:{bad}"])  # fmt: skip
+            assert res.exit_code == 1 and "Inference-Header-Content-Length" in res.output
+        res = runner.invoke(app, ["loadtest", url, "-d", "0.1", "--payload", str(payload)])
+        assert res.exit_code == 1 and "not JSON" in res.output  # without the header: all JSON
+
+
 def test_percentiles_are_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert [percentile(values, p) for p in (50, 90, 99, 100)] == [50.0, 90.0, 99.0, 100.0]

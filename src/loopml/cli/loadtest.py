@@ -26,15 +26,20 @@ def _headers(values: list[str]) -> dict[str, str]:
     return headers
 
 
-def _payload(path: Path | None) -> bytes | None:
+def _payload(path: Path | None, headers: dict[str, str]) -> bytes | None:
+    """The payload file; JSON, or with ``Inference-Header-Content-Length: N`` an OIP body with
+    binary tensors whose first N bytes are JSON."""
+    from loopml.backends.http.loadgen import json_length
+
     if path is None:
         return None
     try:
         data = path.read_bytes()
     except OSError as e:
         raise InvalidArgument(f"cannot read the payload {str(path)!r}: {e.strerror}") from e
+    length = json_length(data, headers)
     try:
-        json.loads(data)
+        json.loads(data if length is None else data[:length])
     except ValueError as e:
         raise InvalidArgument(f"the payload {str(path)!r} is not JSON: {e}") from e
     return data
@@ -48,7 +53,10 @@ def loadtest(
     rate: float | None = typer.Option(
         None, "--rate", help="Open loop: requests per second in total (default: closed loop)."
     ),
-    payload: Path | None = typer.Option(None, "--payload", help="A JSON file to send."),
+    payload: Path | None = typer.Option(
+        None, "--payload", help="A JSON file to send (an OIP body with binary tensors when "
+        "-H Inference-Header-Content-Length:N gives the length of its JSON part).",
+    ),  # fmt: skip
     method: str | None = typer.Option(
         None, "--method", help="HTTP method (default: POST with a payload, GET without)."
     ),
@@ -70,9 +78,10 @@ def loadtest(
         raise InvalidArgument(f"--rate must be positive, got {rate:g}")
     if max_error_rate is not None and not 0 <= max_error_rate <= 1:
         raise InvalidArgument(f"--max-error-rate is a fraction in [0, 1], got {max_error_rate:g}")
-    body = _payload(payload)
+    headers = _headers(header)
+    body = _payload(payload, headers)
     result = run_http_load(url, concurrency=concurrency, duration_s=duration, rate=rate,
-                           payload=body, method=method, headers=_headers(header),
+                           payload=body, method=method, headers=headers,
                            warmup_s=warmup, timeout_s=timeout)  # fmt: skip
     failures = check_gates(result, max_p99_ms=max_p99_ms, max_error_rate=max_error_rate)
     report = {**result.to_dict(), "gates": {"max_p99_ms": max_p99_ms,

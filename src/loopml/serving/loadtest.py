@@ -146,14 +146,15 @@ def check_gates(
     return failures
 
 
-def rows_in_payload(payload: bytes | None) -> int:
+def rows_in_payload(payload: bytes | None, json_length: int | None = None) -> int:
     """How many rows one request scores: OIP ``inputs[0].shape[0]``, ``dataframe_split.data``,
     ``dataframe_records``/``instances``/``records`` or a top-level list of records, equal-length
-    columns; 1 when the payload says nothing (or is not JSON)."""
+    columns; 1 when the payload says nothing (or is not JSON). ``json_length``: the payload is
+    OIP with binary tensors, whose JSON is its first ``json_length`` bytes."""
     if not payload:
         return 1
     try:
-        doc = json.loads(payload)
+        doc = json.loads(payload if json_length is None else payload[:json_length])
     except (ValueError, UnicodeDecodeError):
         return 1
     return max(1, _rows(doc))

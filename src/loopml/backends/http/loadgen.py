@@ -19,6 +19,7 @@ from loopml.errors import InvalidArgument
 from loopml.serving.loadtest import LoadResult, Sender, SenderFactory, rows_in_payload, run_load
 
 MAX_HEAD = 64 * 1024  # bytes of status line and headers
+BINARY_HEADER = "inference-header-content-length"  # OIP's binary tensor data extension
 
 
 class BadAnswer(Exception):
@@ -136,7 +137,8 @@ def http_sender_factory(
             raise InvalidArgument(f"bad header {name!r}: {value!r}")
     lower = {k.lower() for k in sent}
     if payload is not None and "content-type" not in lower:
-        sent["Content-Type"] = "application/json"
+        binary = BINARY_HEADER in lower  # OIP with binary tensors
+        sent["Content-Type"] = "application/octet-stream" if binary else "application/json"
     if "host" not in lower:
         default_port = parts.port is None
         sent = {"Host": parts.hostname if default_port else parts.netloc.rpartition("@")[2],
@@ -165,6 +167,21 @@ def run_http_load(
     method = (method or ("POST" if payload is not None else "GET")).upper()
     connect = http_sender_factory(url, method=method, payload=payload, headers=headers,
                                   timeout_s=timeout_s)  # fmt: skip
+    rows = rows_in_payload(payload, json_length(payload or b"", headers or {}))
     return run_load(connect, concurrency=concurrency, duration_s=duration_s, rate=rate,
-                    warmup_s=warmup_s, rows_per_request=rows_in_payload(payload),
+                    warmup_s=warmup_s, rows_per_request=rows,
                     target=f"{method} {url}")  # fmt: skip
+
+
+def json_length(payload: bytes, headers: Mapping[str, str]) -> int | None:
+    """The length of the JSON part of an OIP payload with binary tensors (its
+    ``Inference-Header-Content-Length`` header), ``None`` when the payload is all JSON."""
+    value = next((v for k, v in headers.items() if k.strip().lower() == BINARY_HEADER), None)
+    if value is None:
+        return None
+    if not value.strip().isdecimal() or int(value) > len(payload):
+        raise InvalidArgument(
+            f"Inference-Header-Content-Length must be a byte count within the payload "
+            f"({len(payload)} bytes), got {value!r:.40}"
+        )
+    return int(value)
