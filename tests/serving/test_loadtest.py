@@ -156,8 +156,18 @@ def test_rows_in_payload(payload, rows):
 
 
 def _binary_oip(rows: int) -> tuple[bytes, int]:
-    head = json.dumps({"inputs": [{"name": "x", "shape": [rows, 2], "datatype": "FP64",
-                                   "parameters": {"binary_data_size": rows * 16}}]}).encode()
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [rows, 2],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": rows * 16},
+                }
+            ]
+        }
+    ).encode()
     return head + b"\0" * (rows * 16), len(head)  # fmt: skip
 
 

@@ -54,9 +54,11 @@ def loadtest(
         None, "--rate", help="Open loop: requests per second in total (default: closed loop)."
     ),
     payload: Path | None = typer.Option(
-        None, "--payload", help="A JSON file to send (an OIP body with binary tensors when "
+        None,
+        "--payload",
+        help="A JSON file to send (an OIP body with binary tensors when "
         "-H Inference-Header-Content-Length:N gives the length of its JSON part).",
-    ),  # fmt: skip
+    ),
     method: str | None = typer.Option(
         None, "--method", help="HTTP method (default: POST with a payload, GET without)."
     ),
