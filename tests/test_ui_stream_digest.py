@@ -62,9 +62,9 @@ def test_an_untampered_large_artifact_downloads_whole(live):
 
 def test_a_tampered_large_artifact_is_a_broken_transfer(live, caplog):
     url, run_id, _data = live
-    with caplog.at_level(logging.ERROR, logger="loopml.server"):
-        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)) as info:
-            _download(url, run_id, "tampered/big.bin")
+    broken = (httpx.RemoteProtocolError, httpx.ReadError)
+    with caplog.at_level(logging.ERROR, logger="loopml.server"), pytest.raises(broken) as info:
+        _download(url, run_id, "tampered/big.bin")
     assert "incomplete" in str(info.value).lower() or isinstance(info.value, httpx.ReadError)
     assert any("aborted while streaming" in r.getMessage() for r in caplog.records)
 
