@@ -14,7 +14,9 @@ row, stores the model the tool's own way, starts the tool's server (its own proc
 
 each a closed loop of ``--duration`` seconds after ``--warmup`` seconds that are not counted.
 loopml and MLflow get the same ``POST /invocations`` body (``dataframe_split``); ``--oip`` adds
-the same three cases on loopml's Open Inference Protocol route (one FP64 tensor per column).
+the same three cases on loopml's Open Inference Protocol route (one FP64 tensor per column), and
+the two at concurrency 16 with binary tensors (``oip_bin_``: the same tensors as raw bytes after
+the JSON, binary outputs asked for, as ``tritonclient`` sends by default).
 MLServer (``mlserver start``, sklearn runtime, the same model as a joblib file) is called on its
 OIP route with one ``[rows, 20]`` FP64 tensor.
 
@@ -58,6 +60,9 @@ N_FEATURES = 20
 COLUMNS = [f"f{i}" for i in range(N_FEATURES)]
 # (case, concurrency, rows per request)
 CASES = (("c1", 1, 1), ("c16", 16, 1), ("c16_rows100", 16, 100))
+BINARY_CASES = CASES[1:]  # OIP with binary tensors: 1 and 100 rows at concurrency 16
+JSON_HEADERS = {"Content-Type": "application/json"}
+BINARY_HEADER = "Inference-Header-Content-Length"
 HEALTH = {"loopml": "/v2/health/ready", "mlflow": "/ping", "mlserver": "/v2/health/ready"}
 
 
@@ -126,8 +131,13 @@ def raw_predict(model: Any, frame: Any, repeats: int) -> dict[str, Any]:
 
 
 # payloads ------------------------------------------------------------------------------------
-def payloads(frame: Any, kind: str) -> dict[int, bytes]:
+Bodies = dict[int, tuple[bytes, dict[str, str]]]  # rows -> (request body, its headers)
+
+
+def payloads(frame: Any, kind: str) -> Bodies:
     """The request body for 1 and 100 rows (the first rows of the training data)."""
+    if kind == "oip_binary":
+        return binary_payloads(frame)
     out = {}
     for rows in sorted({r for _, _, r in CASES}):
         data = frame.iloc[:rows].to_numpy().tolist()
@@ -147,24 +157,55 @@ def payloads(frame: Any, kind: str) -> dict[int, bytes]:
                      "data": data}
                 ]
             }  # fmt: skip
-        out[rows] = json.dumps(doc).encode()
+        out[rows] = (json.dumps(doc).encode(), JSON_HEADERS)
     return out
 
 
-def answer_labels(body: bytes) -> list[int]:
-    doc = json.loads(body)
+def binary_payloads(frame: Any) -> Bodies:
+    """OIP with the binary tensor data extension: one FP64 tensor per column, its raw
+    little-endian bytes after the JSON in column order, every output asked for as binary."""
+    import numpy as np
+
+    out: Bodies = {}
+    for rows in sorted({r for _, _, r in BINARY_CASES}):
+        columns = [np.ascontiguousarray(frame[c].to_numpy()[:rows], dtype="<f8") for c in COLUMNS]
+        doc = {
+            "inputs": [
+                {"name": c, "shape": [rows], "datatype": "FP64",
+                 "parameters": {"binary_data_size": col.nbytes}}
+                for c, col in zip(COLUMNS, columns, strict=True)
+            ],
+            "parameters": {"binary_data_output": True},
+        }  # fmt: skip
+        head = json.dumps(doc).encode()
+        headers = {"Content-Type": "application/octet-stream", BINARY_HEADER: str(len(head))}
+        out[rows] = (head + b"".join(c.tobytes() for c in columns), headers)
+    return out
+
+
+def answer_labels(body: bytes, headers: dict[str, str]) -> list[int]:
+    length = headers.get(BINARY_HEADER.lower())
+    doc = json.loads(body if length is None else body[: int(length)])
     if "predictions" in doc:
         return [int(v) for v in doc["predictions"]]
-    data = doc["outputs"][0]["data"]
-    return [int(v[0] if isinstance(v, list) else v) for v in data]
+    out = doc["outputs"][0]
+    if "data" not in out:  # binary: the first output's bytes follow the JSON
+        import numpy as np
+
+        size = out["parameters"]["binary_data_size"]
+        start = int(length or 0)
+        dtype = {"INT64": "<i8", "INT32": "<i4", "FP64": "<f8", "FP32": "<f4"}[out["datatype"]]
+        return [int(v) for v in np.frombuffer(body[start : start + size], dtype)]
+    return [int(v[0] if isinstance(v, list) else v) for v in out["data"]]
 
 
-def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+def post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, dict]:
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     try:
-        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        conn.request("POST", path, body, headers)
         response = conn.getresponse()
-        return response.status, response.read()
+        answer_headers = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, response.read(), answer_headers
     finally:
         conn.close()
 
@@ -294,15 +335,18 @@ def setup_mlserver(args: Any, model: Any, frame: Any) -> tuple[ModelServer, dict
 
 
 # load ------------------------------------------------------------------------------------------
-def loadtest(args: Any, url: str, body: bytes, concurrency: int, name: str) -> dict[str, Any]:
+def loadtest(
+    args: Any, url: str, body: bytes, headers: dict[str, str], concurrency: int, name: str
+) -> dict[str, Any]:
     """``loopml loadtest`` in its own process; its JSON, trimmed, plus the command."""
-    payload = args.dir / f"payload-{name}.json"
+    binary = BINARY_HEADER in headers
+    payload = args.dir / f"payload-{name}.{'oip' if binary else 'json'}"
     payload.write_bytes(body)
     out = args.dir / f"loadtest-{name}.json"
     cmd = [str(BIN / "loopml"), "loadtest", url, "--concurrency", str(concurrency),
            "--duration", f"{args.duration:g}", "--payload", str(payload), "--method", "POST",
-           "--header", "Content-Type:application/json", "--json-out", str(out),
-           "--warmup", f"{args.warmup:g}"]  # fmt: skip
+           *[a for k, v in headers.items() for a in ("--header", f"{k}:{v}")],
+           "--json-out", str(out), "--warmup", f"{args.warmup:g}"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
     env["LOOPML_HOME"] = str(args.dir / "loadtest-home")
     shown = _hide(" ".join([Path(cmd[0]).name, *cmd[1:]]), args.dir)
@@ -336,20 +380,22 @@ def loadtest(args: Any, url: str, body: bytes, concurrency: int, name: str) -> d
 
 
 def run_cases(
-    args: Any, srv: ModelServer, route: str, bodies: dict[int, bytes], prefix: str, expected: Any
-) -> tuple[dict[str, Any], bool]:
-    """Check one answer per body against the model, then the three load cases."""
+    args: Any, srv: ModelServer, route: str, bodies: Bodies, prefix: str, expected: Any,
+    which: tuple[tuple[str, int, int], ...] = CASES,
+) -> tuple[dict[str, Any], bool]:  # fmt: skip
+    """Check one answer per body against the model, then the load cases (``which``)."""
     correct = True
-    for rows, body in bodies.items():
-        status, answer = post(srv.port, route, body)
-        if status != 200 or answer_labels(answer) != expected[:rows]:
+    for rows, (body, headers) in bodies.items():
+        status, answer, answer_headers = post(srv.port, route, body, headers)
+        if status != 200 or answer_labels(answer, answer_headers) != expected[:rows]:
             print(f"{route} with {rows} rows: HTTP {status}: {answer[:300]!r}")
             correct = False
     cases = {}
-    for name, concurrency, rows in CASES:
+    for name, concurrency, rows in which:
         key = f"{prefix}{name}"
         print(f"{key}: {concurrency} workers, {rows} rows per request …", flush=True)
-        cases[key] = loadtest(args, srv.url + route, bodies[rows], concurrency, key)
+        body, headers = bodies[rows]
+        cases[key] = loadtest(args, srv.url + route, body, headers, concurrency, key)
     return cases, correct
 
 
@@ -384,8 +430,12 @@ def main() -> None:
             if args.oip and args.tool == "loopml":
                 more, ok = run_cases(args, srv, "/v2/models/model/infer",
                                      payloads(frame, "oip_columns"), "oip_", expected)  # fmt: skip
-                cases |= more
-                correct = correct and ok
+                binary, binary_ok = run_cases(
+                    args, srv, "/v2/models/model/infer", payloads(frame, "oip_binary"),
+                    "oip_bin_", expected, BINARY_CASES,
+                )  # fmt: skip
+                cases |= more | binary
+                correct = correct and ok and binary_ok
             mem = srv.memory()
             result["server_memory_after"] = {k: mem[k] for k in ("rss_mib", "pss_mib", "processes")}
         except BaseException:

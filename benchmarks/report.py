@@ -500,6 +500,14 @@ _CASE_NAMES = {
 }
 
 
+def _case_name(key: str) -> str:
+    """A load case's name in the table: ``oip_bin_`` cases send binary tensors."""
+    if key.startswith("oip_bin_"):
+        base = key.removeprefix("oip_bin_")
+        return f"{_CASE_NAMES.get(base, base)}, binary tensors"
+    return _CASE_NAMES.get(key.removeprefix("oip_"), key)
+
+
 def _detail_serving(k: dict[str, Any]) -> list[str]:
     header = ["variant", "route", "case", "requests/s", "rows/s", "p50", "p90", "p99", "max",
               "errors / sent"]  # fmt: skip
@@ -512,7 +520,7 @@ def _detail_serving(k: dict[str, Any]) -> list[str]:
             skipped.append(f"- {label}: {r['skipped']}")
             continue
         for key, c in r.get("cases", {}).items():
-            name = _CASE_NAMES.get(key.removeprefix("oip_"), key)
+            name = _case_name(key)
             if "error" in c:
                 rows.append([label, "", name, f"error: {c['error']}", *[""] * (len(header) - 4)])
                 tail = " / ".join(c.get("log_tail", []))[-400:]
@@ -565,7 +573,9 @@ def _detail_serving(k: dict[str, Any]) -> list[str]:
         "store) and runs `mlflow models serve --env-manager local`; MLServer loads it from a "
         "joblib file with its sklearn runtime. loopml and MLflow get the same `POST /invocations` "
         "body (`dataframe_split`); the `oip_` cases call loopml's Open Inference Protocol route "
-        "(one FP64 tensor per column), MLServer's is one `[rows, 20]` FP64 tensor. Load comes "
+        "(one FP64 tensor per column; the `binary tensors` cases send them with the binary tensor "
+        "data extension, raw bytes after the JSON, and ask for binary outputs, as `tritonclient` "
+        "does by default), MLServer's is one `[rows, 20]` FP64 tensor. Load comes "
         "from `loopml loadtest` in a separate process: a closed loop, one kept-alive connection "
         "per worker"
     )
