@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from loopml.errors import InvalidArgument
+from loopml.governance.password_rules import check_password
 from loopml.governance.roles import PLATFORM_ACTIONS, Action, Role, allowed
 
 USERNAME_RULE = (
     "1-64 characters: lower-case letters, digits, '_', '.' or '-', starting with a letter or digit"
 )
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 1024
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _MAX_EXPIRY_SECONDS = 10 * 365 * 24 * 3600
 
@@ -139,17 +138,10 @@ def normalise_username(username: str) -> str:
     return name
 
 
-def validate_password(password: str) -> str:
-    """Passwords need at least 12 characters (and at most 1024)."""
-    if not isinstance(password, str):
-        raise InvalidArgument("the password must be a string")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidArgument(
-            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters"
-        )
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidArgument(f"the password is too long: at most {MAX_PASSWORD_LENGTH} characters")
-    return password
+def validate_password(password: str, username: str | None = None) -> str:
+    """12 to 1024 characters, not common, not built from ``username``, not a pattern (see
+    :mod:`loopml.governance.password_rules`)."""
+    return check_password(password, username=username)
 
 
 def validate_display_name(display_name: str) -> str:

@@ -29,7 +29,6 @@ from loopml.backends.sql.schema import memberships, users
 from loopml.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from loopml.governance.identity import (
     BAD_CREDENTIALS,
-    MAX_PASSWORD_LENGTH,
     Membership,
     Principal,
     User,
@@ -38,6 +37,7 @@ from loopml.governance.identity import (
     validate_display_name,
     validate_password,
 )
+from loopml.governance.password_rules import MAX_PASSWORD_LENGTH
 from loopml.governance.passwords import Passwords
 from loopml.governance.roles import Role, parse_role
 
@@ -107,7 +107,9 @@ class SqlIdentityStore(ApiTokenMethods):
             "username": name,
             "display_name": validate_display_name(display_name),
             "password_hash": (
-                None if password is None else self._passwords.hash(validate_password(password))
+                None
+                if password is None
+                else self._passwords.hash(validate_password(password, name))
             ),
             "is_admin": bool(is_admin),
             "is_service_account": bool(is_service_account),
@@ -152,7 +154,8 @@ class SqlIdentityStore(ApiTokenMethods):
         return [user_from_row(r) for r in rows]
 
     def set_password(self, user: UserRef, new_password: str, *, actor: str) -> None:
-        new_hash = self._passwords.hash(validate_password(new_password))
+        name = user.username if isinstance(user, User) else normalise_username(user)
+        new_hash = self._passwords.hash(validate_password(new_password, name))
 
         def work(conn: Connection) -> None:
             row = user_row(conn, user)
