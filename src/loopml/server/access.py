@@ -111,5 +111,5 @@ def route_table(routes: Any) -> list[tuple[str, frozenset[str], str | None, bool
     return table
 
 
-FRAMEWORK_PUBLIC_PATHS = frozenset({"/api/v1/openapi.json", "/api/v1/docs"})
-"""FastAPI's own routes (the spec and its viewer), public on purpose."""
+FRAMEWORK_PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
+"""FastAPI's own route (the spec), public on purpose; the docs page is a declared route."""

@@ -32,6 +32,7 @@ from loopml.server.jobs import JobRunner
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
 from loopml.server.routes import (
+    api_docs,
     artifacts,
     audit,
     deployments,
@@ -111,7 +112,7 @@ def create_app(
         title="loopml",
         version=__version__,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by routes/api_docs.py, without a CDN
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
@@ -122,7 +123,7 @@ def create_app(
     errors.install(app)
     for router in (
         projects.router, tracking.router, artifacts.router, uploads.router, audit.router,
-        tokens.router, registry.router, deployments.router,
+        tokens.router, registry.router, deployments.router, api_docs.router,
     ):  # fmt: skip
         app.include_router(router)
     app.include_router(ui.router)  # the web UI, its /static files served by declared routes

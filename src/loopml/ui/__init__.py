@@ -3,6 +3,7 @@
 Pages are rendered on the server with Jinja2 (autoescape always on) by
 ``loopml.server.routes.ui``; the browser gets one stylesheet, one hand-written script and
 Plotly's own minified bundle, served from the installed ``plotly`` package (no CDN, no build).
+The API docs page (``/api/v1/docs``) gets Swagger UI the same way, from ``swagger-ui-bundle-v2``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 PLOTLY_URL_PREFIX = "vendor/plotly-"
+SWAGGER_URL_PREFIX = "vendor/swagger-ui/"
 
 _TYPES = {
     ".css": "text/css; charset=utf-8",
@@ -73,6 +75,8 @@ def static_files() -> dict[str, StaticFile]:
     for path in sorted(STATIC_DIR.iterdir()):
         if path.is_file() and path.suffix in _TYPES:
             files[path.name] = StaticFile(path.name, path, _TYPES[path.suffix], _digest(path))
+    for asset, path in swagger_ui_assets().items():
+        files[asset] = StaticFile(asset, path, _TYPES[path.suffix], _digest(path))
     try:
         plotly_path = plotly_js_path()
     except MissingDependency:
@@ -81,6 +85,18 @@ def static_files() -> dict[str, StaticFile]:
     name = f"{PLOTLY_URL_PREFIX}{digest}.min.js"
     files[name] = StaticFile(name, plotly_path, _TYPES[".js"], digest)
     return files
+
+
+def swagger_ui_assets() -> dict[str, Path]:
+    """Swagger UI's bundle and stylesheet from the installed ``swagger-ui-bundle-v2`` package,
+    by the name they are served under (``/static/vendor/swagger-ui/…``); empty if missing."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return {}
+    base = Path(swagger_ui_path)
+    names = ("swagger-ui-bundle.js", "swagger-ui.css")
+    return {f"{SWAGGER_URL_PREFIX}{n}": base / n for n in names if (base / n).is_file()}
 
 
 def plotly_url() -> str | None:
