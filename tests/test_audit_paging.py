@@ -136,7 +136,7 @@ def server(tmp_path):
     [grant] = stack.audit.list_events(action="membership.grant")
     expected[a].add(grant.seq)  # the grant is an event of project a too
     app = create_app(stack, authenticate=token_authenticator(stack))
-    with TestClient(app, base_url="http://testserver") as http:
+    with TestClient(app, base_url="http://localhost") as http:
         yield http, tokens, expected, a, b
     stack.close()
 
