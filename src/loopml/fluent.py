@@ -16,10 +16,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidArgument
-from loopml.tracking.entities import Experiment, Lifecycle, Page, Run, RunInput, RunStatus, ViewType
+from loopml.tracking.entities import Experiment, Lifecycle, Run, RunInput, RunStatus, ViewType
 from loopml.tracking.runinfo import UsageMeter
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from loopml.client import Client
     from loopml.client.models import ModelInfo
     from loopml.models.evaluation import EvaluationResult, KpiCheck
@@ -314,20 +316,71 @@ def get_run(run_id: str) -> Run:
     return get_client().get_run(run_id)
 
 
+_VIEWS = {1: ViewType.ACTIVE_ONLY, 2: ViewType.DELETED_ONLY, 3: ViewType.ALL}  # MLflow's numbers
+_PAGE = 1000
+
+
 def search_runs(
     experiment_ids: Sequence[str] | str | None = None,
     filter_string: str | None = None,
+    run_view_type: ViewType | str | int = ViewType.ACTIVE_ONLY,
+    max_results: int = 100_000,
     order_by: Sequence[str] | None = None,
-    max_results: int = 1000,
-    page_token: str | None = None,
-    view: ViewType | str = ViewType.ACTIVE_ONLY,
-) -> Page[Run]:
-    """Search the current experiment (or ``experiment_ids``) for runs."""
-    ids = experiment_ids if experiment_ids is not None else [_session.experiment_id or "0"]
-    return get_client().search_runs(
-        ids, filter_string, order_by=order_by, max_results=max_results, page_token=page_token,
-        view=view,
-    )  # fmt: skip
+    output_format: str = "pandas",
+    search_all_experiments: bool = False,
+    experiment_names: Sequence[str] | None = None,
+) -> pd.DataFrame | list[Run]:
+    """Runs of the current experiment (or ``experiment_ids``, ``experiment_names``, or every
+    experiment with ``search_all_experiments``) as MLflow returns them: a DataFrame with
+    ``run_id``, ``status``, ``start_time``, ``metrics.<k>``, ``params.<k>``, ``tags.<k>`` …
+    (:mod:`loopml.tracking.runframe`), or the runs with ``output_format="list"``.
+
+    >>> # loopml.search_runs(filter_string="metrics.acc > 0.9", order_by=["metrics.acc DESC"])
+    """
+    if output_format not in ("pandas", "list"):
+        raise InvalidArgument(f"output_format is 'pandas' or 'list', got {output_format!r}")
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+        raise InvalidArgument(f"max_results must be a positive integer, got {max_results!r}")
+    view = _VIEWS.get(run_view_type) if isinstance(run_view_type, int) else run_view_type
+    if view is None:
+        raise InvalidArgument(f"run_view_type is 1, 2 or 3 (or a ViewType), got {run_view_type!r}")
+    view = ViewType(view)
+    client = get_client()
+    ids = _experiment_ids(client, experiment_ids, experiment_names, search_all_experiments, view)
+    runs: list[Run] = []
+    token: str | None = None
+    while ids and len(runs) < max_results:
+        page = client.search_runs(
+            ids, filter_string, order_by=order_by, max_results=min(_PAGE, max_results - len(runs)),
+            page_token=token, view=view,
+        )  # fmt: skip
+        runs += page
+        token = page.next_page_token
+        if token is None:
+            break
+    if output_format == "list":
+        return runs
+    from loopml.tracking.runframe import runs_frame
+
+    return runs_frame(runs, client.stack.artifacts.root_uri)
+
+
+def _experiment_ids(
+    client: Client, ids: Sequence[str] | str | None, names: Sequence[str] | None,
+    search_all: bool, view: ViewType,
+) -> list[str]:  # fmt: skip
+    if ids is not None and names is not None:
+        raise InvalidArgument("give experiment_ids or experiment_names, not both")
+    if isinstance(names, str):
+        raise InvalidArgument("experiment_names must be a list of names, not a single string")
+    if ids is not None:
+        return [str(ids)] if isinstance(ids, str | int) else [str(i) for i in ids]
+    if names is not None:  # as MLflow: names that do not exist match nothing
+        found = (client.get_experiment_by_name(n) for n in names)
+        return [e.experiment_id for e in found if e is not None]
+    if search_all:
+        return [e.experiment_id for e in client.list_experiments(view=view)]
+    return [_session.experiment_id or "0"]
 
 
 # models --------------------------------------------------------------------------------------

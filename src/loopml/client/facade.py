@@ -14,11 +14,12 @@ is an attribute built from the Stack (``client.registry``, ``client.models``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from loopml.client.models import ModelCalls, ModelInfo
 from loopml.client.projects import ProjectCalls
+from loopml.client.registry import RegistryVerbs
 from loopml.client.tracking import TrackingCalls
 from loopml.errors import Unavailable
 
@@ -28,10 +29,11 @@ if TYPE_CHECKING:
     from loopml.models.predictor import Predictor
     from loopml.projects.entities import Kpi, Okr, Project
     from loopml.registry.api import ModelRegistry
-    from loopml.registry.entities import ModelVersion
+    from loopml.registry.entities import ModelVersion, RegisteredModel
     from loopml.serving.deployment_store import DeploymentRegistry
     from loopml.settings import Settings
     from loopml.stack import Stack
+    from loopml.tracking.entities import Page
 
 
 class Client(TrackingCalls):
@@ -50,6 +52,7 @@ class Client(TrackingCalls):
         super().__init__(target if isinstance(target, Stack) else Stack.from_settings(target))
         self.projects = ProjectCalls(self.stack.projects, self.actor)
         self.models = ModelCalls(self, lambda: self.registry, self.stack.projects)
+        self._registry_verbs = RegistryVerbs(lambda: self.registry, self)
 
     # stages ----------------------------------------------------------------------------------
     @property
@@ -137,6 +140,74 @@ class Client(TrackingCalls):
     ) -> tuple[EvaluationResult, list[KpiCheck]]:
         """Metrics per slice, plots, report and KPI checks of a model on ``data``."""
         return self.models.evaluate(ref, data, **options)
+
+    # the registry, as MLflow's client calls it (:mod:`loopml.client.registry`) ---------------
+    def create_registered_model(
+        self, name: str, tags: Mapping[str, str] | None = None, description: str | None = None
+    ) -> RegisteredModel:
+        return self._registry_verbs.create_registered_model(name, tags, description)
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        return self._registry_verbs.get_registered_model(name)
+
+    def search_registered_models(
+        self, filter_string: str | None = None, max_results: int = 100,
+        order_by: Sequence[str] | None = None, page_token: str | None = None,
+    ) -> Page[RegisteredModel]:  # fmt: skip
+        return self._registry_verbs.search_registered_models(
+            filter_string, max_results, order_by, page_token
+        )
+
+    def update_registered_model(self, name: str, description: str | None = None) -> RegisteredModel:
+        return self._registry_verbs.update_registered_model(name, description)
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self._registry_verbs.set_registered_model_tag(name, key, value)
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        self._registry_verbs.delete_registered_model_tag(name, key)
+
+    def create_model_version(
+        self, name: str, source: str, run_id: str | None = None,
+        tags: Mapping[str, str] | None = None, description: str | None = None,
+    ) -> ModelVersion:  # fmt: skip
+        return self._registry_verbs.create_model_version(name, source, run_id, tags, description)
+
+    def get_model_version(self, name: str, version: int | str) -> ModelVersion:
+        return self._registry_verbs.get_model_version(name, version)
+
+    def search_model_versions(
+        self, filter_string: str | None = None, max_results: int = 10_000,
+        order_by: Sequence[str] | None = None, page_token: str | None = None,
+    ) -> Page[ModelVersion]:  # fmt: skip
+        return self._registry_verbs.search_model_versions(
+            filter_string, max_results, order_by, page_token
+        )
+
+    def update_model_version(
+        self, name: str, version: int | str, description: str | None = None
+    ) -> ModelVersion:
+        return self._registry_verbs.update_model_version(name, version, description)
+
+    def set_model_version_tag(self, name: str, version: int | str, key: str, value: str) -> None:
+        self._registry_verbs.set_model_version_tag(name, version, key, value)
+
+    def delete_model_version_tag(self, name: str, version: int | str, key: str) -> None:
+        self._registry_verbs.delete_model_version_tag(name, version, key)
+
+    def get_latest_versions(
+        self, name: str, stages: Sequence[str] | None = None
+    ) -> list[ModelVersion]:
+        return self._registry_verbs.get_latest_versions(name, stages)
+
+    def set_registered_model_alias(self, name: str, alias: str, version: int | str) -> None:
+        self._registry_verbs.set_registered_model_alias(name, alias, version)
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        self._registry_verbs.delete_registered_model_alias(name, alias)
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        return self._registry_verbs.get_model_version_by_alias(name, alias)
 
     # audit -----------------------------------------------------------------------------------
     def audit_events(self, **filters: Any) -> list[AuditEvent]:

@@ -50,6 +50,15 @@ class ModelInfo:
     signature: dict[str, Any] | None
     registered_version: ModelVersion | None = None
 
+    @property
+    def model_uri(self) -> str:
+        """MLflow's name for :attr:`source` (``runs:/<run_id>/<path>``)."""
+        return self.source
+
+    @property
+    def artifact_path(self) -> str:
+        return self.path
+
 
 def _fields(info: ModelInfo) -> dict[str, Any]:
     return {f: getattr(info, f) for f in ModelInfo.__slots__}

@@ -45,6 +45,11 @@ class ModelRegistry(Protocol):
         tags: Mapping[str, str] | None = None,
     ) -> RegisteredModel: ...  # fmt: skip
 
+    def update_model_version(
+        self, name: str, version: int, *, actor: str, description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion: ...  # fmt: skip
+
     def get_model_version(self, name: str, version: int) -> ModelVersion: ...
 
     def list_model_versions(self, name: str) -> list[ModelVersion]: ...

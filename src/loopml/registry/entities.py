@@ -110,6 +110,18 @@ class RegisteredModel:
     latest_version: int = 0
     created_time: int = 0
     updated_time: int = 0
+    # The newest version in each stage, as MLflow's ``latest_versions``: filled by the Client's
+    # MLflow-named verbs (``client.get_registered_model``), empty from the registry's own calls.
+    latest_versions: tuple[ModelVersion, ...] = ()
+
+    @property
+    def creation_timestamp(self) -> int:
+        """MLflow's name for :attr:`created_time` (milliseconds since the epoch)."""
+        return self.created_time
+
+    @property
+    def last_updated_timestamp(self) -> int:
+        return self.updated_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +140,26 @@ class ModelVersion:
     created_by: str = ""
     created_time: int = 0
     updated_time: int = 0
+    # The aliases pointing here, as MLflow's ``aliases``: filled by the Client's MLflow-named
+    # verbs (``client.get_model_version`` …), empty from the registry's own calls.
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def current_stage(self) -> str:
+        """MLflow's name for the stage (ours: candidate, validated, approved, production …)."""
+        return self.stage.value
+
+    @property
+    def creation_timestamp(self) -> int:
+        return self.created_time
+
+    @property
+    def last_updated_timestamp(self) -> int:
+        return self.updated_time
+
+    @property
+    def user_id(self) -> str:
+        return self.created_by
 
 
 @dataclass(frozen=True, slots=True)

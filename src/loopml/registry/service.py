@@ -146,6 +146,16 @@ class RegistryService:
             intended_use=intended_use, tags=None if tags is None else dict(tags),
         )  # fmt: skip
 
+    def update_model_version(
+        self, name: str, version: int, *, actor: str, description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion:  # fmt: skip
+        """Change a version's description or tags (replaced whole); its package never changes."""
+        return self.store.update_model_version(
+            name, version, actor=actor, description=description,
+            tags=None if tags is None else dict(tags),
+        )  # fmt: skip
+
     def get_model_version(self, name: str, version: int) -> ModelVersion:
         return self.store.get_model_version(name, version)
 

@@ -58,6 +58,11 @@ class RegistryStore(Protocol):
         """The next version number (1, 2, …), unique and gap-free under concurrency."""
         ...  # fmt: skip
 
+    def update_model_version(
+        self, name: str, version: int, *, actor: str, description: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion: ...  # fmt: skip
+
     def get_model_version(self, name: str, version: int) -> ModelVersion: ...
 
     def list_model_versions(self, name: str) -> list[ModelVersion]: ...

@@ -111,6 +111,27 @@ class RegistryContract:
         with pytest.raises(NotFound):
             registry.get_model_version(name, 3)
 
+    def test_a_versions_description_and_tags_change_but_not_its_package(self, registry_stack):
+        registry = registry_stack.registry
+        name = self.registered(registry_stack)
+        created = registry.create_model_version(
+            name, log_fake_package(registry_stack, {"auc": 0.9}), actor=ACTOR,
+            description="first", tags={"a": "1"},
+        )  # fmt: skip
+        changed = registry.update_model_version(name, 1, actor=ACTOR, description="second")
+        assert (changed.description, changed.tags) == ("second", {"a": "1"})
+        retagged = registry.update_model_version(name, 1, actor=ACTOR, tags={"b": "2"})
+        assert (retagged.description, retagged.tags) == ("second", {"b": "2"})
+        assert (retagged.digest, retagged.source) == (created.digest, created.source)
+        assert registry.get_model_version(name, 1) == retagged
+        assert retagged.updated_time >= created.updated_time
+        with pytest.raises(NotFound):
+            registry.update_model_version(name, 2, actor=ACTOR, description="x")
+        with pytest.raises(NotFound):
+            registry.update_model_version(_name(), 1, actor=ACTOR, description="x")
+        events = registry_stack.audit.list_events(object_type="model", object_id=name)
+        assert [e.action for e in events].count("model_version.update") == 2
+
     def test_aliases_move_and_resolve(self, registry_stack):
         registry = registry_stack.registry
         name = self.registered(registry_stack)

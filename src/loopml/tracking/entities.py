@@ -7,9 +7,9 @@ hot loops and dataclasses cost a fraction of the construction time.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, overload
+from typing import TypeVar, overload
 
 from loopml.artifacts.paths import canonical_relpath
 
@@ -171,7 +171,25 @@ class ArtifactRecord:
         canonical_relpath(self.path)
 
 
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_page_token: str | None = None
+class Page(list[T]):
+    """One page of results: a list (iterate, index, ``len``), as MLflow's ``PagedList``, with
+    the token of the next page (None on the last).
+
+    >>> page = Page(["a", "b"], "t2")
+    >>> [x for x in page], page[0], len(page), page.next_page_token
+    (['a', 'b'], 'a', 2, 't2')
+    """
+
+    __slots__ = ("next_page_token",)
+
+    def __init__(self, items: Iterable[T] = (), next_page_token: str | None = None) -> None:
+        super().__init__(items)
+        self.next_page_token = next_page_token
+
+    @property
+    def items(self) -> list[T]:
+        """The page itself (a page was once a record holding its items in a list)."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"Page({list.__repr__(self)}, next_page_token={self.next_page_token!r})"

@@ -30,11 +30,15 @@ def _m(name: str, *rest: str | int) -> str:
 
 
 def _model(d: dict[str, Any]) -> RegisteredModel:
-    return RegisteredModel(**{**d, "risk_tier": RiskTier(d["risk_tier"])})
+    latest = tuple(_version(v) for v in d.get("latest_versions", ()))
+    return RegisteredModel(
+        **{**d, "risk_tier": RiskTier(d["risk_tier"]), "latest_versions": latest}
+    )
 
 
 def _version(d: dict[str, Any]) -> ModelVersion:
-    return ModelVersion(**{**d, "stage": Stage(d["stage"]), "datasets": tuple(d["datasets"])})
+    return ModelVersion(**{**d, "stage": Stage(d["stage"]), "datasets": tuple(d["datasets"]),
+                           "aliases": tuple(d.get("aliases", ()))})  # fmt: skip
 
 
 def _report(d: dict[str, Any]) -> GateReport:
@@ -95,6 +99,13 @@ class HttpRegistry:
     ) -> ModelVersion:  # fmt: skip
         body = {"source": source, "description": description, "tags": dict(tags or {})}
         return _version(self._http.request("POST", _m(name, "versions"), json=body))
+
+    def update_model_version(
+        self, name: str, version: int, *, actor: str, description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion:  # fmt: skip
+        body = {"description": description, "tags": None if tags is None else dict(tags)}
+        return _version(self._http.request("PATCH", _m(name, "versions", version), json=body))
 
     def get_model_version(self, name: str, version: int) -> ModelVersion:
         return _version(self._http.request("GET", _m(name, "versions", version)))

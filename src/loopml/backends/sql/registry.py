@@ -241,6 +241,27 @@ class SqlRegistryStore:
         version = self._db.write(work)
         return self.get_model_version(name, version)
 
+    def update_model_version(
+        self, name: str, version: int, *, actor: str, description: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion:  # fmt: skip
+        change: dict[str, Any] = {} if description is None else {"description": description}
+        if tags is not None:
+            change["tags"] = json.dumps(tags)
+
+        def work(conn: Connection) -> None:
+            self._load_version(conn, name, version)
+            if change:
+                conn.execute(
+                    model_versions.update()
+                    .where(_VERSIONS.name == name, _VERSIONS.version == version)
+                    .values(**change, updated_time=now_ms())
+                )
+                _audit(conn, actor, "model_version.update", name, {"version": version, **change})
+
+        self._db.write(work)
+        return self.get_model_version(name, version)
+
     def get_model_version(self, name: str, version: int) -> ModelVersion:
         return self._db.read(lambda conn: self._load_version(conn, name, version))
 

@@ -35,6 +35,7 @@ from loopml.server.schemas import (
     PolicyIn,
     PromoteIn,
     VersionCreate,
+    VersionUpdate,
     WebhookIn,
 )
 from loopml.server.scopes import index_of, model_scope, registry_of, stack_of
@@ -101,6 +102,16 @@ def create_version(request: Request, name: str, body: VersionCreate) -> ModelVer
 @router.get("/models/{name}/versions/{version}", **protected("model.read", model_scope))
 def get_version(request: Request, name: str, version: Version) -> ModelVersion:
     return _registry(request).get_model_version(name, version)
+
+
+@router.patch("/models/{name}/versions/{version}", **protected("model.write", model_scope))
+def update_version(
+    request: Request, name: str, version: Version, body: VersionUpdate
+) -> ModelVersion:
+    return _registry(request).update_model_version(
+        name, version, actor=caller_of(request).name, description=body.description,
+        tags=body.tags,
+    )  # fmt: skip
 
 
 @router.get("/models/{name}/aliases/{alias}", **protected("model.read", model_scope))
