@@ -64,6 +64,10 @@ def test_a_canary_split_and_shadows_that_are_logged_but_never_returned(home):
     n = 2000
     with _server() as http:
         answers = [http.post("/predict", json=ROW) for _ in range(n)]
+        index = http.post("/v2/repository/index").json()  # every version served, shadows too
+    assert [(m["name"], m["version"], m["state"]) for m in index] == [
+        (MODEL, v, "READY") for v in ("1", "2", "3")
+    ]
     assert all(a.status_code == 200 for a in answers)
     versions = [a.json()["version"] for a in answers]
     assert set(versions) <= {"1", "2"}  # the shadow (version 3) never answers

@@ -34,7 +34,7 @@ from starlette.types import Receive, Scope, Send
 from loopml import __version__
 from loopml.errors import InvalidArgument
 from loopml.server import errors
-from loopml.server.inference_routes import FastLane, inference_router
+from loopml.server.inference_routes import FastLane, OipErrorShape, inference_router
 from loopml.server.inference_runtime import Runtime, request_id_of
 from loopml.server.limits import BodyLimit
 from loopml.server.main import is_loopback
@@ -152,6 +152,7 @@ def create_inference_app(
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, max_artifact_bytes=max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(OipErrorShape)  # outermost: every /v2 error in the protocol's shape
     return app
 
 

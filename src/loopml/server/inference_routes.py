@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.background import BackgroundTask
 from starlette.datastructures import Headers
@@ -25,15 +26,18 @@ from loopml.server.inference_runtime import (
     Decode,
     Encode,
     Runtime,
+    binary_response,
     error_response,
     json_response,
     log,
     media_type,
+    oip_error_body,
     parse_json,
     request_id_of,
 )
 from loopml.server.limits import read_body
 from loopml.serving.modelset import ServedModel
+from loopml.serving.oip_binary import binary_outputs
 from loopml.serving.payloads import decode_invocations, decode_predict, predictions
 from loopml.serving.protocol import Decoded, decode_infer, encode_outputs
 
@@ -42,11 +46,17 @@ def _decode_oip(payload: Any, served: ServedModel) -> Decoded:
     return decode_infer(payload, served.predictor.signature)
 
 
-def _encode_oip(output: Any, served: ServedModel, decoded: Decoded, rid: str) -> dict[str, Any]:
+def _encode_oip(
+    output: Any, served: ServedModel, decoded: Decoded, rid: str
+) -> dict[str, Any] | Response:
     sig = served.predictor.signature
     outputs = encode_outputs(output, sig.outputs if sig is not None else (), decoded.outputs)
-    return {"model_name": served.name, "model_version": served.version,
-            "id": decoded.request_id or rid, "outputs": outputs}  # fmt: skip
+    doc = {"model_name": served.name, "model_version": served.version,
+           "id": decoded.request_id or rid, "outputs": outputs}  # fmt: skip
+    if decoded.binary is None:  # every output as JSON
+        return doc
+    blobs = binary_outputs(outputs, decoded.binary)
+    return binary_response(doc, blobs) if blobs else doc
 
 
 def _decode_predict(payload: Any, served: ServedModel) -> Decoded:
@@ -80,7 +90,16 @@ def inference_router(rt: Runtime) -> APIRouter:
 
     @router.get("/v2")
     async def server_metadata() -> Response:
-        return json_response(200, {"name": "loopml", "version": __version__, "extensions": []})
+        return json_response(200, {"name": "loopml", "version": __version__,
+                                   "extensions": ["binary_tensor_data"]})  # fmt: skip
+
+    @router.post("/v2/repository/index")
+    async def repository_index() -> Response:
+        # The body may hold {"ready": true}: every model listed here is served, so it is moot.
+        ok = rt.ready()
+        state, reason = ("READY", "") if ok else ("UNAVAILABLE", "the server is not ready")
+        return json_response(200, [{"name": s.name, "version": s.version, "state": state,
+                                    "reason": reason} for s in rt.models.served()])  # fmt: skip
 
     @router.get("/v2/models/{name}")
     async def metadata(name: str) -> Response:
@@ -127,16 +146,67 @@ def _metadata(rt: Runtime, name: str, version: str | None) -> Response:
     try:
         return json_response(200, rt.models.get(name, version).metadata)
     except LoopmlError as e:
-        return error_response(e)
+        return error_response(e, oip=True)
 
 
 def _model_ready(rt: Runtime, name: str, version: str | None) -> Response:
     try:
         served = rt.models.get(name, version)
     except LoopmlError as e:
-        return error_response(e)
+        return error_response(e, oip=True)
     ok = rt.ready()
     return json_response(200 if ok else 503, {"name": served.name, "ready": ok})
+
+
+class OipErrorShape:
+    """ASGI middleware: every error answer under ``/v2`` in the protocol's shape
+    ``{"error": "<message>"}``, whoever wrote it in the platform's (the router's 404 and 405,
+    the body limit's 413, a guard's 401 or 403). The infer routes write it themselves, in the
+    :class:`FastLane`; the other ``/v2`` routes are small, so rewriting costs nothing that
+    matters."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path != "/v2" and not path.startswith("/v2/"):
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def reshape(message: Any) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = _oip_error(b"".join(chunks))
+            sent = start.get("headers", ())
+            headers = [(k, v) for k, v in sent if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, reshape)
+
+
+def _oip_error(body: bytes) -> bytes:
+    """A platform error document as the protocol's; any other body as it is."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    inner = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+        return orjson.dumps(oip_error_body(inner["message"]))
+    return body
 
 
 _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
@@ -144,7 +214,8 @@ _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
 @dataclass(frozen=True, slots=True)
 class LaneRoute:
-    """An inference route :class:`FastLane` matched: its template, format and target model."""
+    """An inference route :class:`FastLane` matched: its template, format and target model
+    (``oip``: an Open Inference Protocol route, with its error shape and binary tensors)."""
 
     template: str
     decode: Decode
@@ -152,6 +223,7 @@ class LaneRoute:
     csv: bool = False
     name: str | None = None
     version: str | None = None
+    oip: bool = False
 
 
 _PREDICT = LaneRoute("/predict", _decode_predict, _encode_predict)
@@ -185,7 +257,7 @@ class FastLane:
         template = "/v2/models/{name}/versions/{version}/infer" if version else (
             "/v2/models/{name}/infer"
         )  # fmt: skip
-        return LaneRoute(template, _decode_oip, _encode_oip, False, name, version)
+        return LaneRoute(template, _decode_oip, _encode_oip, False, name, version, oip=True)
 
     async def answer(self, route: LaneRoute, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
@@ -195,22 +267,27 @@ class FastLane:
             response: Response
             if method != "POST":
                 refused = f"{method} is not allowed here: use POST"
-                response = errors.error_response(405, "method_not_allowed", refused)
+                response = (
+                    json_response(405, oip_error_body(refused)) if route.oip
+                    else errors.error_response(405, "method_not_allowed", refused)
+                )  # fmt: skip
                 response.headers["allow"] = "POST"
             else:
                 body = await read_body(scope, receive, self.max_bytes)
                 response = await self.rt.serve(
                     scope["path"], Headers(scope=scope), body, route.decode, route.encode,
                     rid=rid, name=route.name, version=route.version, csv=route.csv,
+                    oip=route.oip,
                 )  # fmt: skip
         except ClientDisconnect:  # nobody to answer
             return
         except TooLarge as e:  # the rest of the body is unread: answer and close
-            response = error_response(e)
+            response = error_response(e, oip=route.oip)
             response.headers["connection"] = "close"
         except Exception:
             log.exception("inference request %s failed", rid)
-            response = error_response(LoopmlError("internal error; see the server log"))
+            crash = LoopmlError("internal error; see the server log")
+            response = error_response(crash, oip=route.oip)
         await send(
             {
                 "type": "http.response.start",

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from loopml.errors import InvalidArgument, LoopmlError, Unavailable
 from loopml.server.errors import error_body, status_of
+from loopml.serving import oip_binary
 from loopml.serving.admission import Admission, DeadlineExceeded, Overloaded
 from loopml.serving.batching import MicroBatcher, ModelError, PredictPool
 from loopml.serving.modelset import ModelSet, ServedModel
@@ -33,7 +34,7 @@ from loopml.serving.protocol import Decoded, FeedbackEvent, PredictionEvent, cle
 log = logging.getLogger("loopml.serving")
 
 Decode = Callable[[Any, ServedModel], Decoded]
-Encode = Callable[[Any, ServedModel, Decoded, str], dict[str, Any]]
+Encode = Callable[[Any, ServedModel, Decoded, str], dict[str, Any] | Response]
 
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _MAX_MESSAGE = 1000
@@ -52,18 +53,42 @@ def status_for(err: LoopmlError) -> int:
     return status_of(err)
 
 
-def json_response(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    status: int, content: Any, headers: dict[str, str] | None = None, *, oip: bool = False
+) -> Response:
     try:
         body = orjson.dumps(content, option=_JSON_OPTS, default=_to_json)
     except (orjson.JSONEncodeError, TypeError) as e:
         err = ModelError(f"the model's output cannot be written as JSON: {e}")
-        return error_response(err)
+        return error_response(err, oip=oip)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def error_response(err: LoopmlError) -> Response:
+def binary_response(content: dict[str, Any], blobs: list[bytes]) -> Response:
+    """An OIP answer with binary outputs: its JSON, then ``blobs``; the JSON's length in the
+    ``Inference-Header-Content-Length`` header (:mod:`loopml.serving.oip_binary`)."""
+    try:
+        head = orjson.dumps(content, option=_JSON_OPTS, default=_to_json)
+    except (orjson.JSONEncodeError, TypeError) as e:
+        err = ModelError(f"the model's output cannot be written as JSON: {e}")
+        return error_response(err, oip=True)
+    headers = {oip_binary.HEADER: str(len(head))}
+    return Response(b"".join([head, *blobs]), 200, headers, "application/octet-stream")
+
+
+def oip_error_body(message: str) -> dict[str, str]:
+    """The Open Inference Protocol's error document: ``{"error": "<message>"}``."""
+    return {"error": message[:_MAX_MESSAGE]}
+
+
+def error_response(err: LoopmlError, *, oip: bool = False) -> Response:
+    """``err`` as JSON: the platform's ``{"error": {"code", "message", "details"}}``, or with
+    ``oip`` (every ``/v2`` route) the protocol's ``{"error": "<message>"}``; same status."""
     status = status_for(err)
-    body = error_body(err.code, err.message[:_MAX_MESSAGE], err.details)
+    if oip:
+        body: dict[str, Any] = oip_error_body(err.message)
+    else:
+        body = error_body(err.code, err.message[:_MAX_MESSAGE], err.details)
     headers = {"Retry-After": "1"} if status == 503 else None
     return Response(orjson.dumps(body, default=str), status, headers, "application/json")
 
@@ -123,6 +148,30 @@ def media_type(headers: Mapping[str, str], *, csv: bool = False) -> str:
     raise UnsupportedMediaType(f"unsupported content type {mt[:80]!r}: send {allowed}")
 
 
+def binary_media_type(headers: Mapping[str, str]) -> str:
+    """``binary`` for an OIP body with binary tensors (``Inference-Header-Content-Length``
+    set): the Content-Type may be absent (what tritonclient sends), application/octet-stream
+    (the extension's examples) or JSON. A browser cannot send that header cross-site without a
+    CORS preflight, so its absence of a Content-Type is not a way around the 415."""
+    raw = headers.get("content-type")
+    mt = "" if raw is None else raw.partition(";")[0].strip().lower()
+    if mt in ("", "application/octet-stream", "application/json"):
+        return "binary"
+    raise UnsupportedMediaType(
+        f"unsupported content type {mt[:80]!r} for binary tensor data: send "
+        "application/octet-stream"
+    )
+
+
+def parse_body(kind: str, body: bytes, headers: Mapping[str, str]) -> Any:
+    """The request body as data: CSV, JSON, or an OIP JSON header with binary tensors."""
+    if kind == "csv":
+        return decode_csv(body)
+    if kind == "binary":
+        return oip_binary.read_request(body, headers[oip_binary.HEADER])
+    return parse_json(body)
+
+
 def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
@@ -167,9 +216,11 @@ class Runtime:
     async def serve(
         self, path: str, headers: Headers, body: bytes, decode: Decode, encode: Encode, *,
         rid: str, name: str | None = None, version: str | None = None, csv: bool = False,
+        oip: bool = False,
     ) -> Response:  # fmt: skip
         """Answer one inference request to ``path`` whose ``body`` was read (see the module
-        docstring)."""
+        docstring). ``oip``: an Open Inference Protocol route (its error shape, binary
+        tensors when the ``Inference-Header-Content-Length`` header is there)."""
         start = time.perf_counter()
         started_ms = int(time.time() * 1000)
         loop = asyncio.get_running_loop()
@@ -180,9 +231,12 @@ class Runtime:
         decoded: Decoded | None = None
         output: Any = None
         try:
-            kind = media_type(headers, csv=csv)
+            if oip and oip_binary.HEADER in headers:
+                kind = binary_media_type(headers)
+            else:
+                kind = media_type(headers, csv=csv)
             async with self.admission.slot(deadline):
-                payload = decode_csv(body) if kind == "csv" else parse_json(body)
+                payload = parse_body(kind, body, headers)
                 if version is None:
                     header = getattr(self.models, "routing_header", None) or "x-routing-key"
                     served, shadows = self.models.route(headers.get(header), name)
@@ -199,10 +253,13 @@ class Runtime:
                     ) from None
                 finally:
                     self._at_model -= 1
-            response = json_response(200, encode(output, served, decoded, rid))
+            answer = encode(output, served, decoded, rid)
+            response = (
+                answer if isinstance(answer, Response) else json_response(200, answer, oip=oip)
+            )
         except LoopmlError as e:
             self._count_refusal(e)
-            response = error_response(e)
+            response = error_response(e, oip=oip)
         if served is not None and (self.on_prediction is not None):
             latency_ms = (time.perf_counter() - start) * 1000
             args = (rid, path, served, shadows, payload, decoded, output,

@@ -5,7 +5,9 @@ nested in row-major order). :func:`decode_infer` checks each tensor (a known dat
 that type, as many values as the shape holds) and turns it into what the model's signature takes:
 for a *columns* signature each tensor is one column (shape ``[n]`` or ``[n, 1]``), for a *tensor*
 signature the one tensor is the array. :func:`encode_outputs` writes predictions back as tensors,
-and :func:`model_metadata` describes a model from its signature.
+and :func:`model_metadata` describes a model from its signature. Tensors sent with the binary
+tensor data extension arrive here already decoded (:mod:`loopml.serving.oip_binary`), and
+:class:`BinaryOutputs` says which outputs go back that way.
 
 >>> from loopml.models.signature import ColumnSpec, Signature
 >>> sig = Signature(inputs=(ColumnSpec("age", "int64"), ColumnSpec("city", "string")))
