@@ -285,8 +285,9 @@ def test_registry_searches_page_and_order(mlflow_like, tmp_path):
         client.create_registered_model(n, tags={"team": "risk" if n[-1] in "02" else "ops"})
     pages, token = [], None
     while True:
-        page = client.search_registered_models(f"name LIKE '{prefix}-%'", max_results=2,
-                                               order_by=["name DESC"], page_token=token)  # fmt: skip
+        page = client.search_registered_models(
+            f"name LIKE '{prefix}-%'", max_results=2, order_by=["name DESC"], page_token=token
+        )
         pages.append([m.name for m in page])
         token = page.next_page_token
         if token is None:
