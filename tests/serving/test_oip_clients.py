@@ -2,8 +2,8 @@
 settings, against a live ``loopml serve`` process on loopback: NVIDIA's ``tritonclient[http]``
 (binary tensors in and out by default).
 
-KServe's ``InferenceRESTClient`` is not tested here: the ``kserve`` package pins
-``pandas<3`` and ``protobuf<7`` and pulls in uvloop, which would change the server loopml runs on.
+KServe's ``InferenceRESTClient`` is not tested here: installing ``kserve`` (0.21) would replace
+pandas 3 with 2.3 and protobuf 7 with 6 and add uvloop, which uvicorn would then run loopml on.
 """
 
 from __future__ import annotations
