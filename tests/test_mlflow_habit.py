@@ -105,6 +105,7 @@ def test_fluent_search_runs_speaks_mlflows_signature(fluent_home):
     assert list(deleted["run_id"]) == [ids[1]]
     exp = fluent_home.get_experiment_by_name("one").experiment_id
     assert len(loopml.search_runs([exp], output_format="list")) == 1
+    assert len(loopml.search_runs(experiment_ids=[], filter_string="")) == 1  # the current one
     empty = loopml.search_runs(filter_string="metrics.acc > 5")
     assert len(empty) == 0 and "run_id" in empty.columns
 

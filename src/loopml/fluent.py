@@ -369,13 +369,13 @@ def _experiment_ids(
     client: Client, ids: Sequence[str] | str | None, names: Sequence[str] | None,
     search_all: bool, view: ViewType,
 ) -> list[str]:  # fmt: skip
-    if ids is not None and names is not None:
+    if ids and names:
         raise InvalidArgument("give experiment_ids or experiment_names, not both")
     if isinstance(names, str):
         raise InvalidArgument("experiment_names must be a list of names, not a single string")
-    if ids is not None:
+    if ids:  # as MLflow, an empty list means the same as None
         return [str(ids)] if isinstance(ids, str | int) else [str(i) for i in ids]
-    if names is not None:  # as MLflow: names that do not exist match nothing
+    if names:  # as MLflow: names that do not exist match nothing
         found = (client.get_experiment_by_name(n) for n in names)
         return [e.experiment_id for e in found if e is not None]
     if search_all:
