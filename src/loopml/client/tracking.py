@@ -258,7 +258,9 @@ class TrackingCalls:
         page_token: str | None = None,
         view: ViewType | str = ViewType.ACTIVE_ONLY,
     ) -> Page[Run]:
-        """Runs matching a filter such as ``metrics.acc > 0.9 and params.model = 'rf'``."""
+        """Runs matching a filter such as ``metrics.acc > 0.9 and params.model = 'rf'``: a
+        :class:`~loopml.tracking.entities.Page`, a list of runs with the ``next_page_token`` to
+        pass back for the next page (None on the last)."""
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
         return self._tracking.search_runs(
             [str(i) for i in ids],
