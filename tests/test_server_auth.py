@@ -11,8 +11,8 @@ from loopml.server.app import create_app
 from loopml.server.identity import token_authenticator
 from loopml.server.inference import create_inference_app
 from loopml.server.inference_auth import InferenceAuth, store_lookup
-from loopml.serving.modelset import SingleModel
 from loopml.serving.deployments import DeploymentSpec, Target
+from loopml.serving.modelset import SingleModel
 from loopml.settings import Settings
 from loopml.stack import Stack
 from loopml.testing.registry_contract import log_fake_package

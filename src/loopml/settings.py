@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     serve_cpus_per_worker: int = Field(
         default=1, ge=0, le=4096, description="CPUs each worker binds its threads to; 0: unbound"
     )
+    serve_memory_budget_mb: int = Field(
+        default=256, ge=16, le=1_048_576,
+        description="estimated memory of the requests read and decoded at once, per worker",
+    )  # fmt: skip
+    serve_auth_cache_s: float = Field(
+        default=5.0, ge=0, le=300, description="how long `serve --auth` trusts a checked token"
+    )
     prediction_log_flush_s: float = Field(default=5.0, gt=0, le=3600)
     prediction_log_sample_rate: float = Field(default=1.0, ge=0, le=1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import doctest
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,11 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from loopml.server.inference import create_inference_app
 from loopml.serving import admission as admission_module
-from loopml.serving.admission import Admission, DeadlineExceeded, Overloaded
+from loopml.serving.admission import Admission, DeadlineExceeded, MemoryBudget, Overloaded
 from loopml.serving.modelset import SingleModel
 from server_fixtures import uvicorn_server
 
@@ -230,3 +232,182 @@ def test_a_writable_cgroup_v2_gets_the_cap_for_all_workers(tmp_path: Path):
         "from loopml.serving.limits import apply_limits; print(apply_limits(None, None))"
     )
     assert nothing.stdout.strip() == "no limits"
+
+
+# -- the memory budget -------------------------------------------------------------------------
+
+
+def test_memory_is_granted_in_order_and_a_lone_request_always_fits():
+    async def main() -> None:
+        budget = MemoryBudget(100, max_queue=3)
+        loop = asyncio.get_running_loop()
+        far = loop.time() + 60
+        await budget.acquire(60, far)
+        order: list[int] = []
+
+        async def waiter(i: int, cost: int) -> None:
+            await budget.acquire(cost, far)
+            order.append(i)
+
+        big = asyncio.create_task(waiter(1, 90))  # does not fit beside the 60
+        await asyncio.sleep(0)
+        small = asyncio.create_task(waiter(2, 10))  # would fit, but waits its turn
+        await asyncio.sleep(0)
+        assert (budget.reserved, budget.waiting, order) == (60, 2, [])
+        budget.release(60)
+        await asyncio.gather(big, small)
+        assert order == [1, 2] and (budget.reserved, budget.holders) == (100, 2)
+        budget.release(90)
+        budget.release(10)
+        await budget.acquire(10_000, far)  # over the budget, but alone: let in
+        assert budget.reserved == 10_000
+        budget.release(10_000)
+        assert (budget.reserved, budget.holders, budget.waiting) == (0, 0, 0)
+
+    asyncio.run(main())
+
+
+def test_memory_waits_are_bounded_and_leave_no_trace():
+    async def main() -> None:
+        budget = MemoryBudget(100, max_queue=1)
+        loop = asyncio.get_running_loop()
+        await budget.acquire(80, loop.time() + 60)
+        with pytest.raises(DeadlineExceeded, match="memory"):
+            await budget.acquire(50, loop.time() + 0.01)
+        blocker = asyncio.create_task(budget.acquire(50, loop.time() + 60))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match="memory budget"):
+            await budget.acquire(1, loop.time() + 60)  # the queue (one place) is full
+        assert (budget.timed_out, budget.rejected, budget.waiting) == (1, 1, 1)
+        blocker.cancel()  # the head of the queue gives up: nobody stays blocked behind it
+        with pytest.raises(asyncio.CancelledError):
+            await blocker
+        await budget.acquire(20, loop.time() + 60)
+        assert (budget.reserved, budget.waiting) == (100, 0)
+
+    asyncio.run(main())
+
+
+def test_requests_over_the_memory_budget_wait_then_get_503_and_504(hanger):
+    """A request that holds the budget (its model hangs) makes the next ones wait unread in a
+    bounded queue: past it 503 with Retry-After at once, past the deadline 504; once the budget
+    is free the queued ones are answered."""
+    app = create_inference_app(
+        SingleModel("big", "1", FakePredictor(hanger)), max_concurrency=64, max_queue=2,
+        timeout_s=60, memory_budget_bytes=100, max_batch_size=1,
+    )  # fmt: skip
+    budget = app.lane.memory
+    results: dict[str, list[httpx.Response]] = {}
+    with uvicorn_server(app) as url:
+        holder = threading.Thread(
+            target=lambda: results.update(held=asyncio.run(_burst(url, 1, HANG)))
+        )
+        holder.start()
+        _wait_for(lambda: budget.holders == 1, "one request holds the budget")
+        queued = threading.Thread(target=lambda: results.update(queued=asyncio.run(_burst(url, 2))))
+        queued.start()
+        _wait_for(lambda: budget.waiting == 2, "two requests wait for memory")
+        assert app.state.inference.admission.in_flight == 1  # the waiting ones hold no slot
+        for r in asyncio.run(_burst(url, 10)):
+            _check_503(r)
+            assert "memory budget" in r.json()["error"]["message"]
+        hanger.release.set()
+        holder.join(60)
+        queued.join(60)
+        assert budget.reserved == 0
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "loopml_serving_memory_reserved_bytes 0.0" in metrics
+    assert [r.status_code for r in results["held"] + results["queued"]] == [200] * 3
+
+
+def test_a_memory_wait_past_the_deadline_is_504_and_closes():
+    from fastapi.testclient import TestClient
+
+    app = create_inference_app(
+        SingleModel("big", "1", FakePredictor(lambda f: f["x"].to_numpy())), timeout_s=0.2,
+        memory_budget_bytes=100,
+    )  # fmt: skip
+    budget = app.lane.memory
+    budget.reserved, budget.holders = 100, 1  # as if a request held all of it
+    with TestClient(app, base_url="http://localhost") as http:
+        late = http.post("/predict", json={"columns": {"x": [1.0]}})
+        assert late.status_code == 504 and "memory" in late.json()["error"]["message"]
+        assert late.headers["connection"] == "close"  # its body was never read
+        budget.reserved, budget.holders = 0, 0
+        assert http.post("/predict", json={"columns": {"x": [1.0]}}).status_code == 200
+    assert (budget.reserved, budget.holders, budget.timed_out) == (0, 0, 1)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (the kernel's high-water mark), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_sixteen_7_mib_bodies_at_once_stay_within_the_memory_bound(tmp_path):
+    """The attack: 16 concurrent 7 MiB JSON bodies (each under the 8 MiB limit). Unbounded, a
+    worker went from ~310 MB to 1.1 GB with these records (1.9 GB with nested rows): each body
+    becomes 6-19x its size as Python objects and frames, all at once. With the default memory
+    budget (256 MiB, estimated at 16x the body) two or three are read and decoded at a time; the
+    peak stays under 800 MB (idle ~310 MB + the budget + slack), and every request is answered."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import loopml
+    from loopml.settings import Settings
+    from server_fixtures import free_port
+
+    home = tmp_path / "home"
+    with loopml.Client(Settings(home=home)) as client:
+        rng = np.random.default_rng(0)
+        frame = pd.DataFrame({"amount": rng.random(200) * 100, "age": rng.integers(18, 90, 200)})
+        model = LogisticRegression().fit(frame, (frame["amount"] > 50).astype(int))
+        run = client.create_run(client.create_experiment("memory").experiment_id)
+        info = client.log_model(run.run_id, model, "model", input_example=frame.head())
+        client.register_model(info.source, "big")
+    n = 195_000
+    rows = [{"amount": float(a), "age": int(b)}
+            for a, b in zip(rng.random(n) * 100, rng.integers(18, 90, n), strict=True)]  # fmt: skip
+    body = orjson.dumps({"instances": rows})
+    assert 7 * 2**20 <= len(body) < 8 * 2**20
+    port = free_port()
+    env = {**os.environ, "LOOPML_HOME": str(home), "LOOPML_SERVE_TIMEOUT_S": "120",
+           "LOOPML_SERVE_CPUS_PER_WORKER": "0"}  # fmt: skip
+    for name in ("LOOPML_URI", "LOOPML_ARTIFACTS", "LOOPML_SERVE_MEMORY_BUDGET_MB"):
+        env.pop(name, None)
+    serve = [sys.executable, "-c", "from loopml.cli.main import main; main()", "serve",
+             "models:/big/1", "--port", str(port)]  # fmt: skip
+    with subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL) as proc:
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_for(lambda: _ready(url) or proc.poll() is not None, "loopml serve started", 60)
+            assert proc.poll() is None, "loopml serve exited"
+            idle = _peak_rss_mb(proc.pid)
+
+            async def attack() -> list[httpx.Response]:
+                limits = httpx.Limits(max_connections=20)
+                headers = {"Content-Type": "application/json"}
+                async with httpx.AsyncClient(base_url=url, limits=limits, timeout=300) as c:
+                    calls = [c.post("/predict", content=body, headers=headers) for _ in range(16)]
+                    return await asyncio.gather(*calls)
+
+            responses = asyncio.run(attack())
+            peak = _peak_rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    assert [r.status_code for r in responses] == [200] * 16
+    assert all(len(r.json()["predictions"]) == n for r in responses)
+    assert peak < 800, f"peak RSS {peak:.0f} MB (idle {idle:.0f} MB)"
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

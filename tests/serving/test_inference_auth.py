@@ -145,8 +145,8 @@ def test_answers_are_cached_per_token_so_a_hit_never_reads_the_store(world):
     with TestClient(_app(world, cache_s=300, lookup=counting), base_url=LOCAL) as http:
         for _ in range(5):
             assert http.post("/predict", json=ROW, headers=_bearer(world.tokens["ops"])).is_success
-            assert http.post("/predict", json=ROW,
-                             headers=_bearer(world.tokens["viewer"])).status_code == 403  # fmt: skip
+            viewer = _bearer(world.tokens["viewer"])
+            assert http.post("/predict", json=ROW, headers=viewer).status_code == 403
             assert http.post("/predict", json=ROW, headers=_bearer(WRONG)).status_code == 401
     # one look-up per good token; an unknown token is asked each time (nothing to remember)
     assert sorted(calls) == sorted([world.tokens["ops"], world.tokens["viewer"], *[WRONG] * 5])

@@ -20,7 +20,6 @@ from loopml.models.signature import ColumnSpec, Signature
 from loopml.server import inference
 from loopml.server.inference import (
     InferenceServerSpec,
-    check_inference_bind,
     create_inference_app,
     model_set_from_ref,
 )
@@ -315,6 +314,11 @@ MISTAKES = [
     ("/feedback", b'{"request_id": "r1"}', JSON, 400, "ground_truth"),
     ("/feedback", b"{", JSON, 400, "malformed JSON"),
     ("/feedback", b"x", {"content-type": "text/plain"}, 415, ""),
+    # No Content-Type: what a page on another site can post without a CORS preflight
+    ("/predict", b'[{"amount": 1.0, "age": 2}]', {}, 415, "no Content-Type"),
+    ("/invocations", b'{"instances": [[1.0, 2]]}', {}, 415, "application/json or text/csv"),
+    ("/v2/models/fraud/infer", b'{"inputs": []}', {}, 415, "no Content-Type"),
+    ("/feedback", b'{"request_id": "r1", "ground_truth": 1}', {}, 415, "no Content-Type"),
 ]
 
 
@@ -478,20 +482,18 @@ def test_the_worker_spec_pickles_and_builds_the_app(platform, monkeypatch):
         assert body["predictions"] == _expected(platform, rows) and body["version"] == "1"
 
 
-def test_no_bind_beyond_loopback_without_the_explicit_flag():
-    check_inference_bind("127.0.0.1", False)
-    check_inference_bind("::1", False)
-    with pytest.raises(loopml.errors.InvalidArgument, match="no authentication"):
-        check_inference_bind("0.0.0.0", False)
-    check_inference_bind("0.0.0.0", True)
+def test_no_bind_beyond_loopback_without_auth():
     from typer.testing import CliRunner
 
     from loopml.cli.main import app
 
-    result = CliRunner().invoke(app, ["serve", "models:/fraud/1", "--host", "0.0.0.0"])
-    assert result.exit_code == 1 and "no authentication" in result.output
+    for host in ("0.0.0.0", "192.168.1.20", "::"):
+        result = CliRunner().invoke(app, ["serve", "models:/fraud/1", "--host", host],
+                                    env={"COLUMNS": "200"})  # fmt: skip
+        assert result.exit_code == 1, host
+        assert f"refusing to serve on {host} without authentication: use --auth" in result.output
     usage = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
-    assert "--expose-without-auth" in usage and "no authentication" in usage
+    assert "--auth" in usage and "--expose-without-auth" not in usage
 
 
 def test_signature_less_models_and_doctests():
@@ -525,3 +527,22 @@ def test_frames_become_the_same_column_lists_by_either_path():
         got = plain(frame)
         assert list(got) == list(expected)
         assert {k: repr(v) for k, v in got.items()} == {k: repr(v) for k, v in expected.items()}
+
+
+def test_every_answer_carries_nosniff_and_a_csp_that_allows_nothing(http, platform):
+    rows = platform.frame.head(1).to_dict(orient="records")
+    answers = [
+        http.post("/predict", json=rows),  # the fast lane
+        http.post("/v2/models/fraud/infer", json=_oip_columns(platform.frame.head(1))),
+        http.post("/predict", content=b"x"),  # the fast lane's errors
+        http.get("/predict"),
+        http.get("/v2/health/ready"),  # the routes behind the middleware
+        http.get("/v2/models/fraud"),
+        http.get("/metrics"),
+        http.get("/nothing/here"),
+        http.post("/feedback", content=b"x" * (9 * 2**20), headers=JSON),  # the body limit's 413
+    ]
+    assert [r.status_code for r in answers] == [200, 200, 415, 405, 200, 200, 200, 404, 413]
+    for r in answers:
+        assert r.headers["x-content-type-options"] == "nosniff", r.url
+        assert r.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
 from loopml.cli.output import command, console
 
-_NO_AUTH_HELP = (
-    "Allow a --host beyond loopback. The inference server has no authentication yet: anyone "
-    "who can reach the port can call the model and read its metadata, so only use this behind "
-    "a proxy that authenticates, or on a network you trust."
+if TYPE_CHECKING:
+    from loopml.serving.modelset import ModelSet
+
+_AUTH_HELP = (
+    "Require the platform's API tokens (Authorization: Bearer lml_…) allowing deployment.invoke "
+    "on the served project; health probes stay public. Needed for a --host beyond loopback."
 )
 
 
@@ -32,7 +34,7 @@ def serve_model(
         "--log-predictions/--no-log-predictions",
         help="Write every answer to the prediction log (Parquet in the artifact store).",
     ),
-    host: str = typer.Option("127.0.0.1", help="Bind address (loopback unless the flag below)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (beyond loopback needs --auth)."),
     port: int | None = typer.Option(None, help="Port (default: the serve_port setting, 5101)."),
     workers: int = typer.Option(1, min=1, max=64, help="Worker processes (each loads the model)."),
     max_batch_size: int | None = typer.Option(None, min=1, help="Rows per predict call."),
@@ -51,7 +53,7 @@ def serve_model(
     trust: bool | None = typer.Option(
         None, "--trust/--no-trust", help="Load pickle-based packages this platform recorded."
     ),
-    expose_without_auth: bool = typer.Option(False, "--expose-without-auth", help=_NO_AUTH_HELP),
+    auth: bool = typer.Option(False, "--auth/--no-auth", help=_AUTH_HELP),
 ) -> None:
     """Serve a model: Open Inference Protocol V2 under /v2, /predict, /invocations (MLflow's
     format), /feedback and /metrics. Settings: LOOPML_SERVE_* (flags override them)."""
@@ -60,16 +62,12 @@ def serve_model(
     from loopml.errors import InvalidArgument
     from loopml.models.refs import parse_model_ref
     from loopml.server.http_protocol import HttpProtocol
-    from loopml.server.inference import (
-        InferenceServerSpec,
-        build_deployment,
-        build_single_model,
-        check_inference_bind,
-    )
+    from loopml.server.inference import InferenceServerSpec, build_deployment, build_single_model
+    from loopml.server.main import check_bind
     from loopml.serving.limits import apply_limits
     from loopml.settings import Settings
 
-    check_inference_bind(host, expose_without_auth)
+    check_bind(host, auth)
     if (model_ref is None) == (deployment is None):
         raise InvalidArgument("give a MODEL_REF or --deployment NAME (one of them)")
     if model_ref is not None:
@@ -83,8 +81,9 @@ def serve_model(
         max_concurrency=_pick(max_concurrency, s.serve_max_concurrency),
         max_queue=_pick(max_queue, s.serve_max_queue),
         timeout_s=_pick(timeout, s.serve_timeout_s),
-        max_request_bytes=s.serve_max_request_bytes,
+        max_request_bytes=s.serve_max_request_bytes, memory_budget_mb=s.serve_memory_budget_mb,
         cpus_per_worker=_pick(cpus_per_worker, s.serve_cpus_per_worker),
+        auth=auth, auth_cache_s=s.serve_auth_cache_s,
     )  # fmt: skip
     bind_port = _pick(port, s.serve_port)
     # rlimits are inherited by the worker processes: each gets its own cap
@@ -98,8 +97,8 @@ def serve_model(
     if workers == 1:
         app = spec()  # load now: a bad reference is one clean error line
         console.print(
-            f"loopml serve {spec.source} on http://{host}:{bind_port}  (limits: {limits}; "
-            f"{app.state.placement.describe()})"
+            f"loopml serve {spec.source} on http://{host}:{bind_port}  (auth "
+            f"{'on' if auth else 'off'}; limits: {limits}; {app.state.placement.describe()})"
         )
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
@@ -110,12 +109,18 @@ def serve_model(
     from uvicorn.supervisors import Multiprocess
 
     from loopml.cli.context import get_client, reset_client
-    from loopml.server.inference import model_set_from_ref
+    from loopml.server.inference import inference_auth, model_set_from_ref
 
+    client = get_client()
     if model_ref is not None:
-        model_set_from_ref(get_client(), model_ref, trust=trust)
+        models: ModelSet = model_set_from_ref(client, model_ref, trust=trust)
     else:
-        stop = getattr(build_deployment(get_client(), spec), "stop", None)
+        models = build_deployment(client, spec)
+    try:
+        if auth:  # no identity store, an unknown project: one error line here too
+            inference_auth(client, spec, models)
+    finally:
+        stop = getattr(models, "stop", None)
         if stop is not None:
             stop()
     reset_client()
@@ -123,7 +128,8 @@ def serve_model(
     config = uvicorn.Config(spec, factory=True, workers=workers, **options)  # type: ignore[arg-type]
     console.print(
         f"loopml serve {spec.source} on http://{host}:{bind_port}, {workers} workers  "
-        f"(limits: {limits}; {spec.cpus_per_worker or 'unbound'} CPUs per worker)"
+        f"(auth {'on' if auth else 'off'}; limits: {limits}; "
+        f"{spec.cpus_per_worker or 'unbound'} CPUs per worker)"
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 

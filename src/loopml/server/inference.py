@@ -34,12 +34,17 @@ from starlette.types import Receive, Scope, Send
 from loopml import __version__
 from loopml.errors import InvalidArgument
 from loopml.server import errors
-from loopml.server.inference_routes import FastLane, OipErrorShape, inference_router
+from loopml.server.inference_auth import AuthGuard, InferenceAuth, store_lookup
+from loopml.server.inference_routes import (
+    SECURITY_HEADERS,
+    FastLane,
+    OipErrorShape,
+    inference_router,
+)
 from loopml.server.inference_runtime import Runtime, request_id_of
 from loopml.server.limits import BodyLimit
-from loopml.server.main import is_loopback
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
-from loopml.serving.admission import Admission
+from loopml.serving.admission import Admission, MemoryBudget
 from loopml.serving.batching import PredictPool
 from loopml.serving.modelset import ModelSet, SingleModel
 from loopml.serving.protocol import FeedbackEvent, PredictionEvent
@@ -51,7 +56,9 @@ if TYPE_CHECKING:
 class InferenceMetrics(HttpMetrics):
     """Requests by route and status and their latency (HttpMetrics), plus the serving gauges."""
 
-    def __init__(self, admission: Admission, pool: PredictPool, max_batch_size: int) -> None:
+    def __init__(
+        self, admission: Admission, pool: PredictPool, max_batch_size: int, memory: MemoryBudget
+    ) -> None:
         super().__init__()
         r = self.registry
         buckets = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, max_batch_size})
@@ -71,6 +78,9 @@ class InferenceMetrics(HttpMetrics):
               ).set_function(lambda: admission.waiting)  # fmt: skip
         Gauge("loopml_serving_in_flight", "Requests holding a slot", registry=r
               ).set_function(lambda: admission.in_flight)  # fmt: skip
+        Gauge("loopml_serving_memory_reserved_bytes", "Estimated memory of the requests being "
+              "read and decoded (the memory budget's use)", registry=r
+              ).set_function(lambda: memory.reserved)  # fmt: skip
         Gauge("loopml_serving_stuck_predictions", "Predictions running past their deadline",
               registry=r).set_function(lambda: pool.stuck)  # fmt: skip
 
@@ -91,7 +101,8 @@ class InferenceApp(FastAPI):
 
 class RequestIdMiddleware:
     """Gives every request an id (the caller's sane ``X-Request-ID``, else a new one) and puts
-    it on the response, so a caller can send ``/feedback`` for it later."""
+    it on the response, so a caller can send ``/feedback`` for it later; with the security
+    headers the fast lane's answers carry too."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -104,7 +115,7 @@ class RequestIdMiddleware:
 
         async def with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), header, *SECURITY_HEADERS]
             await send(message)
 
         await self.app(scope, receive, with_id)
@@ -113,23 +124,29 @@ class RequestIdMiddleware:
 def create_inference_app(
     models: ModelSet, *, max_batch_size: int = 1024, max_wait_ms: float = 2.0,
     max_concurrency: int = 64, max_queue: int = 256, timeout_s: float = 10.0,
-    max_request_bytes: int = 8 * 2**20,
+    max_request_bytes: int = 8 * 2**20, memory_budget_bytes: int = 256 * 2**20,
     on_prediction: Callable[[PredictionEvent], None] | None = None,
     on_feedback: Callable[[FeedbackEvent], None] | None = None,
     predict_threads: int | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    auth: InferenceAuth | None = None,
 ) -> FastAPI:  # fmt: skip
     """The inference app over ``models`` (defaults are the ``serve_*`` settings' defaults).
 
     ``on_prediction`` gets a :class:`PredictionEvent` per answered request (and per shadow
     prediction) after the answer is sent; ``on_feedback`` gets each ``/feedback``. Both are called
     on the event loop: they must only hand the event over (a queue append), never block.
+    ``memory_budget_bytes`` bounds the estimated memory of the inference requests being read
+    and decoded at once (:class:`~loopml.serving.admission.MemoryBudget`).
+    With ``auth`` every route but the health probes needs a token allowing ``deployment.invoke``
+    (:mod:`loopml.server.inference_auth`); without it nothing is checked.
     """
     if max_batch_size < 1 or max_wait_ms < 0 or timeout_s <= 0:
         raise InvalidArgument("need max_batch_size >= 1, max_wait_ms >= 0 and timeout_s > 0")
     pool = PredictPool(predict_threads)
     admission = Admission(max_concurrency, max_queue)
-    metrics = InferenceMetrics(admission, pool, max_batch_size)
+    memory = MemoryBudget(memory_budget_bytes, max_queue)
+    metrics = InferenceMetrics(admission, pool, max_batch_size, memory)
     rt = Runtime(models, admission, pool, max_batch_size, max_wait_ms, timeout_s, metrics,
                  on_prediction, on_feedback)  # fmt: skip
 
@@ -145,10 +162,12 @@ def create_inference_app(
 
     app = InferenceApp(title="loopml inference", version=__version__, lifespan=lifespan,
                        openapi_url=None, docs_url=None, redoc_url=None)  # fmt: skip
-    app.lane = FastLane(rt, max_request_bytes)
+    app.lane = FastLane(rt, max_request_bytes, auth, memory)
     app.state.inference = rt
     errors.install(app)
     app.include_router(inference_router(rt))
+    if auth is not None:
+        app.add_middleware(AuthGuard, auth=auth)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, max_artifact_bytes=max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
@@ -210,7 +229,9 @@ class InferenceServerSpec:
     :class:`SingleModel`; :func:`build_deployment` for a deployment). It must be a
     module-level function, so the spec pickles into worker processes. With ``log_predictions``
     every answer goes to the prediction log (see :mod:`loopml.serving.predlog`), under the
-    deployment's name (or the model's, for a single model).
+    deployment's name (or the model's, for a single model). With ``auth`` callers need an API
+    token allowing ``deployment.invoke`` on the served project (see :func:`inference_auth`),
+    remembered for ``auth_cache_s`` seconds.
     """
 
     source: str
@@ -221,10 +242,13 @@ class InferenceServerSpec:
     max_queue: int = 256
     timeout_s: float = 10.0
     max_request_bytes: int = 8 * 2**20
+    memory_budget_mb: int = 256
     build: ModelSetBuilder = build_single_model
     log_predictions: bool = False
     poll_s: float = 1.0
     cpus_per_worker: int = 0
+    auth: bool = False
+    auth_cache_s: float = 5.0
 
     def __call__(self) -> FastAPI:
         from loopml.client import Client
@@ -234,6 +258,7 @@ class InferenceServerSpec:
         placement = claim_cpus(self.cpus_per_worker)
         client = Client()
         models = self.build(client, self)
+        auth = inference_auth(client, self, models) if self.auth else None
         hooks = _PredictionHooks(client, self, models) if self.log_predictions else None
 
         def shutdown() -> None:
@@ -249,8 +274,9 @@ class InferenceServerSpec:
             models, max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms,
             max_concurrency=self.max_concurrency, max_queue=self.max_queue,
             timeout_s=self.timeout_s, max_request_bytes=self.max_request_bytes,
+            memory_budget_bytes=self.memory_budget_mb * 2**20,
             on_prediction=hooks.on_prediction if hooks else None,
-            on_feedback=hooks.on_feedback if hooks else None, on_shutdown=shutdown,
+            on_feedback=hooks.on_feedback if hooks else None, on_shutdown=shutdown, auth=auth,
         )  # fmt: skip
         app.state.placement = placement
         # The model and the app live as long as the process: keep them out of the collector's
@@ -293,11 +319,33 @@ class _PredictionHooks:
         self.log.close()
 
 
-def check_inference_bind(host: str, exposed: bool) -> None:
-    """The inference server has no authentication yet: loopback only unless told otherwise."""
-    if not exposed and not is_loopback(host):
+def inference_auth(client: Client, spec: InferenceServerSpec, models: ModelSet) -> InferenceAuth:
+    """The token check for ``loopml serve --auth``: tokens are looked up in ``client``'s
+    identity store (the metadata database) and must allow ``deployment.invoke`` on the served
+    project."""
+    identity = client.stack.identity
+    if identity is None:
         raise InvalidArgument(
-            f"refusing to serve on {host}: the inference server has no authentication, so "
-            "anyone who can reach the port could call the model. Bind to 127.0.0.1 (put a "
-            "proxy with auth in front), or pass --expose-without-auth if the network is trusted"
+            "--auth needs the metadata database (users and tokens live there): set LOOPML_URI "
+            "to the platform's sqlite or postgresql URI, not its http address"
         )
+    project = served_project(client, spec, models)
+    return InferenceAuth(store_lookup(identity), project, cache_s=spec.auth_cache_s)
+
+
+def served_project(client: Client, spec: InferenceServerSpec, models: ModelSet) -> str:
+    """The project whose permissions decide who may call ``models``: the deployment's, the
+    registered model's, or the project of the run that logged the model."""
+    from loopml.models.refs import RunRef, parse_model_ref
+
+    deployment = getattr(models, "deployment", None)
+    if deployment is not None:
+        return str(deployment.project_id)
+    parsed = parse_model_ref(spec.source)
+    if isinstance(parsed, RunRef):
+        tracking = client.stack.tracking
+        run = tracking.get_run(parsed.run_id)
+        return str(tracking.get_experiment(run.experiment_id).project_id)
+    if client.stack.registry is None:
+        raise InvalidArgument("this store has no model registry")
+    return str(client.stack.registry.get_registered_model(parsed.name).project_id)

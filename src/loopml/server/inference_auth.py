@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from loopml.errors import InvalidArgument, LoopmlError, PermissionDenied, Unauthenticated
-from loopml.governance.identity import BAD_TOKEN, Principal
+from loopml.governance.identity import BAD_TOKEN, IdentityStore, Principal
 from loopml.governance.roles import Action
 from loopml.governance.tokens import token_id_of
 from loopml.server.inference_runtime import error_response
@@ -45,6 +45,17 @@ token (the same as the platform server's ``/healthz`` and ``/metrics``)."""
 TokenLookup = Callable[[str], Principal]
 """A token's secret to its user's principal; PermissionDenied (or InvalidArgument) when the token
 is unknown, revoked, expired or its user disabled. Blocking: it reads the store."""
+
+
+def store_lookup(identity: IdentityStore) -> TokenLookup:
+    """The :data:`TokenLookup` of an identity store: the token by its hash, then its user's
+    roles (what the platform server checks a bearer token with)."""
+
+    def lookup(secret: str) -> Principal:
+        return identity.principal(identity.authenticate_token(secret))
+
+    return lookup
+
 
 NO_TOKEN = "authentication required: send 'Authorization: Bearer <token>'"  # noqa: S105
 _MAX_ENTRIES = 4096

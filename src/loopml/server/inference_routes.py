@@ -7,6 +7,7 @@ middleware; metadata, health, feedback and metrics are ordinary routes.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from loopml import __version__
 from loopml.errors import LoopmlError, TooLarge
 from loopml.server import errors
+from loopml.server.inference_auth import InferenceAuth
 from loopml.server.inference_runtime import (
     Decode,
     Encode,
@@ -35,7 +37,8 @@ from loopml.server.inference_runtime import (
     parse_json,
     request_id_of,
 )
-from loopml.server.limits import read_body
+from loopml.server.limits import content_length, read_body
+from loopml.serving.admission import DECODE_FACTOR, DeadlineExceeded, MemoryBudget, Overloaded
 from loopml.serving.modelset import ServedModel
 from loopml.serving.oip_binary import binary_outputs
 from loopml.serving.payloads import decode_invocations, decode_predict, predictions
@@ -158,6 +161,14 @@ def _model_ready(rt: Runtime, name: str, version: str | None) -> Response:
     return json_response(200 if ok else 503, {"name": served.name, "ready": ok})
 
 
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
+"""On every answer of the inference server: no content sniffing, nothing to render or frame
+(its answers are data, never pages)."""
+
+
 class OipErrorShape:
     """ASGI middleware: every error answer under ``/v2`` in the protocol's shape
     ``{"error": "<message>"}``, whoever wrote it in the platform's (the router's 404 and 405,
@@ -237,9 +248,14 @@ class FastLane:
     (together most of a one-row request's time on the event loop). Every other request goes
     through the app's middleware and routes."""
 
-    def __init__(self, rt: Runtime, max_bytes: int) -> None:
+    def __init__(
+        self, rt: Runtime, max_bytes: int, auth: InferenceAuth | None = None,
+        memory: MemoryBudget | None = None,
+    ) -> None:  # fmt: skip
         self.rt = rt
         self.max_bytes = max_bytes
+        self.auth = auth
+        self.memory = memory or MemoryBudget(DECODE_FACTOR * max_bytes, rt.admission.max_queue)
 
     def match(self, scope: Scope) -> LaneRoute | None:
         """The inference route of ``scope``'s path (any method: others get a 405 here)."""
@@ -263,40 +279,70 @@ class FastLane:
         start = time.perf_counter()
         rid = request_id_of(scope)
         method: str = scope["method"]
+        held = 0  # of the memory budget: from before the body is read until all is done
         try:
-            response: Response
-            if method != "POST":
-                refused = f"{method} is not allowed here: use POST"
-                response = (
-                    json_response(405, oip_error_body(refused)) if route.oip
-                    else errors.error_response(405, "method_not_allowed", refused)
-                )  # fmt: skip
-                response.headers["allow"] = "POST"
-            else:
-                body = await read_body(scope, receive, self.max_bytes)
-                response = await self.rt.serve(
-                    scope["path"], Headers(scope=scope), body, route.decode, route.encode,
-                    rid=rid, name=route.name, version=route.version, csv=route.csv,
-                    oip=route.oip,
-                )  # fmt: skip
-        except ClientDisconnect:  # nobody to answer
-            return
-        except TooLarge as e:  # the rest of the body is unread: answer and close
-            response = error_response(e, oip=route.oip)
-            response.headers["connection"] = "close"
-        except Exception:
-            log.exception("inference request %s failed", rid)
-            crash = LoopmlError("internal error; see the server log")
-            response = error_response(crash, oip=route.oip)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [*response.raw_headers, (b"x-request-id", rid.encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": response.body})
-        self.rt.metrics.observe(method, route.template, response.status_code,
-                                time.perf_counter() - start)  # fmt: skip
-        if response.background is not None:  # the prediction log, shadows: after the answer
-            await response.background()
+            try:
+                response: Response
+                denied = None if self.auth is None else await self.auth.refusal(scope)
+                if denied is not None:
+                    response = error_response(denied, oip=route.oip)
+                elif method != "POST":
+                    refused = f"{method} is not allowed here: use POST"
+                    response = (
+                        json_response(405, oip_error_body(refused)) if route.oip
+                        else errors.error_response(405, "method_not_allowed", refused)
+                    )  # fmt: skip
+                    response.headers["allow"] = "POST"
+                else:
+                    held, body = await self._read(scope, receive)
+                    response = await self.rt.serve(
+                        scope["path"], Headers(scope=scope), body, route.decode, route.encode,
+                        rid=rid, name=route.name, version=route.version, csv=route.csv,
+                        oip=route.oip,
+                    )  # fmt: skip
+            except ClientDisconnect:  # nobody to answer
+                return
+            except (TooLarge, Overloaded, DeadlineExceeded) as e:  # the body is unread: close
+                self.rt.count_refusal(e)
+                response = error_response(e, oip=route.oip)
+                response.headers["connection"] = "close"
+            except Exception:
+                log.exception("inference request %s failed", rid)
+                crash = LoopmlError("internal error; see the server log")
+                response = error_response(crash, oip=route.oip)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [*response.raw_headers, (b"x-request-id", rid.encode()),
+                                *SECURITY_HEADERS],
+                }
+            )  # fmt: skip
+            await send({"type": "http.response.body", "body": response.body})
+            self.rt.metrics.observe(method, route.template, response.status_code,
+                                    time.perf_counter() - start)  # fmt: skip
+            if response.background is not None:  # the prediction log, shadows: after the answer
+                await response.background()
+        finally:
+            if held:
+                self.memory.release(held)
+
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        """Reserve the body's share of the memory budget (:class:`MemoryBudget`), then read
+        the body, both within the request's time; the reservation is the caller's to release."""
+        declared = content_length(scope)
+        size = self.max_bytes if declared is None else min(declared, self.max_bytes)
+        cost = DECODE_FACTOR * size + 1  # never 0: a held reservation is released
+        deadline = asyncio.get_running_loop().time() + self.rt.timeout_s
+        await self.memory.acquire(cost, deadline)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return cost, await read_body(scope, receive, self.max_bytes)
+        except TimeoutError:
+            self.memory.release(cost)
+            raise DeadlineExceeded(
+                f"the request body did not arrive within {self.rt.timeout_s:g} s"
+            ) from None
+        except BaseException:
+            self.memory.release(cost)
+            raise

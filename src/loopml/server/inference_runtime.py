@@ -38,6 +38,10 @@ Encode = Callable[[Any, ServedModel, Decoded, str], dict[str, Any] | Response]
 
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _MAX_MESSAGE = 1000
+MAX_LOGGED_BODY_BYTES = 1 << 20
+"""Inputs of larger requests are reported as ``{"truncated": true, "bytes": N}`` instead of as
+lists the prediction log would hold in memory only to store its truncation marker
+(``serving.predlog.MAX_FIELD_BYTES``, the same size)."""
 
 
 class UnsupportedMediaType(InvalidArgument):
@@ -90,6 +94,8 @@ def error_response(err: LoopmlError, *, oip: bool = False) -> Response:
     else:
         body = error_body(err.code, err.message[:_MAX_MESSAGE], err.details)
     headers = {"Retry-After": "1"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     return Response(orjson.dumps(body, default=str), status, headers, "application/json")
 
 
@@ -135,10 +141,13 @@ def request_id_of(scope: Mapping[str, Any]) -> str:
 
 
 def media_type(headers: Mapping[str, str], *, csv: bool = False) -> str:
-    """``json`` or ``csv`` from the Content-Type (none means JSON); anything else is 415."""
+    """``json`` or ``csv`` from the Content-Type; anything else is 415, and so is none: a
+    browser page may post a body without a content type and without asking first (no CORS
+    preflight). Binary OIP requests are told apart before (:func:`binary_media_type`)."""
     raw = headers.get("content-type")
     if raw is None:
-        return "json"
+        allowed = "application/json or text/csv" if csv else "application/json"
+        raise UnsupportedMediaType(f"the request has no Content-Type: send {allowed}")
     mt = raw.partition(";")[0].strip().lower()
     if mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json")):
         return "json"
@@ -258,16 +267,16 @@ class Runtime:
                 answer if isinstance(answer, Response) else json_response(200, answer, oip=oip)
             )
         except LoopmlError as e:
-            self._count_refusal(e)
+            self.count_refusal(e)
             response = error_response(e, oip=oip)
         if served is not None and (self.on_prediction is not None):
             latency_ms = (time.perf_counter() - start) * 1000
             args = (rid, path, served, shadows, payload, decoded, output,
-                    response.status_code, latency_ms, started_ms, decode)  # fmt: skip
+                    response.status_code, latency_ms, started_ms, decode, len(body))  # fmt: skip
             response.background = BackgroundTask(self._report, *args)
         return response
 
-    def _count_refusal(self, err: LoopmlError) -> None:
+    def count_refusal(self, err: LoopmlError) -> None:
         if isinstance(err, Overloaded):
             self.metrics.rejected.labels("overloaded").inc()
         elif isinstance(err, DeadlineExceeded):
@@ -278,10 +287,13 @@ class Runtime:
     async def _report(
         self, rid: str, route: str, served: ServedModel, shadows: list[ServedModel],
         payload: Any, decoded: Decoded | None, output: Any, status: int, latency_ms: float,
-        started_ms: int, decode: Decode,
+        started_ms: int, decode: Decode, body_bytes: int,
     ) -> None:  # fmt: skip
         try:
-            inputs = plain(decoded.data if decoded is not None else payload)
+            if body_bytes > MAX_LOGGED_BODY_BYTES:  # the log keeps only a marker: no copy
+                inputs: Any = {"truncated": True, "bytes": body_bytes}
+            else:
+                inputs = plain(decoded.data if decoded is not None else payload)
             outputs = plain(predictions(output)) if status == 200 else None
         except Exception:  # an odd output: report the request without it
             log.exception("cannot report request %s", rid)

@@ -30,7 +30,7 @@ class BodyLimit:
         path: str = scope.get("path", "")
         large = path.startswith(("/api/v1/artifacts/", "/api/v1/artifact-uploads/"))
         limit = self.max_artifact_bytes if large else self.max_bytes
-        declared = _content_length(scope)
+        declared = content_length(scope)
         if declared is not None and declared > limit:
             await _reject(send, limit)
             return
@@ -71,7 +71,7 @@ async def read_body(scope: Scope, receive: Any, limit: int) -> bytes:
     """The whole request body, for a handler that answers past :class:`BodyLimit`: the same
     limit, declared or streamed (:class:`TooLarge`; stop reading, answer 413 and close).
     ``ClientDisconnect`` if the caller goes away first."""
-    declared = _content_length(scope)
+    declared = content_length(scope)
     if declared is not None and declared > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
@@ -93,7 +93,8 @@ def _too_large(limit: int) -> TooLarge:
     return TooLarge(f"request body exceeds the limit of {limit} bytes", details={"limit": limit})
 
 
-def _content_length(scope: Scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
+    """The declared ``Content-Length``, or None (chunked, or not a number)."""
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:

@@ -7,6 +7,13 @@ finds the queue full is refused at once (:class:`Overloaded`, which the server a
 (:class:`DeadlineExceeded`, answered 504). A released slot goes straight to the oldest waiter, so
 the queue drains in order and never starves.
 
+A slot bounds how many requests are at work, not how much memory they take: a 7 MiB JSON body
+becomes several times its size as Python objects and frames. :class:`MemoryBudget` bounds that
+too: a request reserves ``DECODE_FACTOR`` times its body's size before the body is read and holds
+it until its answer (and what is done after it) is finished. Requests that do not fit wait in
+order, in a queue as bounded as the slots' (503 when it is full, 504 past the deadline); a
+request alone is always let in, so no body under the size limit is refused for its size.
+
 >>> import asyncio
 >>> async def demo():
 ...     gate = Admission(max_concurrency=1, max_queue=0)
@@ -103,6 +110,100 @@ class Admission:
     def _forget(self, waiter: asyncio.Future[None]) -> None:
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
+
+
+DECODE_FACTOR = 16
+"""Memory a request body costs while it is parsed, decoded and answered, per byte of body:
+JSON numbers become Python floats and lists (a ``[1.5],`` row of 6 bytes costs about 90), then
+a frame and the answer. Measured on ``loopml serve``: 6-7x for records and OIP tensors; 16
+leaves room for smaller numbers and nested rows."""
+
+
+class MemoryBudget:
+    """At most ``budget`` bytes of estimated request memory at once (see the module doc).
+
+    >>> async def demo():
+    ...     budget = MemoryBudget(100, max_queue=0)
+    ...     deadline = asyncio.get_running_loop().time() + 1
+    ...     await budget.acquire(80, deadline)
+    ...     try:
+    ...         await budget.acquire(30, deadline)
+    ...     except Overloaded:
+    ...         budget.release(80)
+    ...         await budget.acquire(300, deadline)  # alone: always let in
+    ...         return budget.reserved, budget.rejected
+    >>> asyncio.run(demo())
+    (300, 1)
+    """
+
+    def __init__(self, budget: int, max_queue: int) -> None:
+        if budget < 1 or max_queue < 0:
+            raise InvalidArgument("the memory budget must be >= 1 byte and max_queue >= 0")
+        self.budget = budget
+        self.max_queue = max_queue
+        self.reserved = 0
+        self.holders = 0
+        self.rejected = 0
+        self.timed_out = 0
+        self._waiters: deque[tuple[asyncio.Future[None], int]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _fits(self, cost: int) -> bool:
+        return self.holders == 0 or self.reserved + cost <= self.budget
+
+    async def acquire(self, cost: int, deadline: float) -> None:
+        """Reserve ``cost`` bytes, waiting (in order) until ``deadline`` at most."""
+        if not self._waiters and self._fits(cost):
+            self.reserved += cost
+            self.holders += 1
+            return
+        if len(self._waiters) >= self.max_queue:
+            self.rejected += 1
+            raise Overloaded(
+                f"the server is at its memory budget ({self.reserved // 2**20} MiB held for "
+                f"{self.holders} requests, {len(self._waiters)} queued); retry shortly",
+                details={"reserved_bytes": self.reserved, "queued": len(self._waiters)},
+            )
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (waiter, cost)
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException as e:
+            if waiter.done() and not waiter.cancelled():  # granted as we gave up: give it back
+                self.release(cost)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
+                self._grant()  # those behind may fit now
+            if isinstance(e, TimeoutError):
+                self.timed_out += 1
+                raise DeadlineExceeded("timed out waiting for memory to read the request") from None
+            raise
+
+    def release(self, cost: int) -> None:
+        """Give ``cost`` bytes back, to the waiters in order while they fit."""
+        self.reserved -= cost
+        self.holders -= 1
+        if self._waiters:
+            self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters:
+            waiter, cost = self._waiters[0]
+            if waiter.done():  # cancelled while queued
+                self._waiters.popleft()
+                continue
+            if not self._fits(cost):
+                return
+            self._waiters.popleft()
+            self.reserved += cost
+            self.holders += 1
+            waiter.set_result(None)
 
 
 class _Slot:
