@@ -7,6 +7,7 @@ import json
 import math
 import random
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -286,6 +287,57 @@ def test_lists_are_filtered_and_the_actor_is_the_caller(world):
     assert (last["actor"], last["reason"]) == ("devops", "traffic")
 
 
+@pytest.mark.parametrize("role", list(Role))
+def test_log_policy_needs_deployment_write_and_lifting_a_hold_an_admin(world, role):
+    from loopml.governance.roles import allowed
+
+    http, tokens, _models = world
+    headers, root = _as(tokens, role.value), _as(tokens, "root")
+    may = allowed(role, "deployment.write")
+    status = http.get("/api/v1/deployments/dp/log", headers=headers)
+    assert status.status_code == 200 and status.json()["legal_hold"] is False
+    hold = http.put("/api/v1/deployments/dp/log/policy", json={"legal_hold": True}, headers=headers)
+    assert hold.status_code == (200 if may else 403), hold.json()
+    http.put("/api/v1/deployments/dp/log/policy", json={"legal_hold": True}, headers=root)
+    lift = http.put("/api/v1/deployments/dp/log/policy", json={"legal_hold": False},
+                    headers=headers)  # fmt: skip
+    assert lift.status_code == 403, lift.json()  # no project role lifts a hold
+    assert http.get("/api/v1/deployments/dp/log", headers=root).json()["legal_hold"] is True
+    for path in ("compact", "prune"):
+        response = http.post(f"/api/v1/deployments/dp/log/{path}", json={}, headers=headers)
+        assert response.status_code == (200 if may else 403), response.json()
+    assert http.put("/api/v1/deployments/dp/log/policy", json={"legal_hold": False},
+                    headers=root).status_code == 200  # fmt: skip
+    query = "object_type=deployment&object_id=dp&action=deployment.log_policy"
+    events = http.get(f"/api/v1/audit/events?{query}", headers=root).json()
+    assert events[-1]["actor"] == "root" and events[-1]["change"]["legal_hold"] == {
+        "from": True, "to": False
+    }  # fmt: skip
+    if may:
+        assert events[0]["actor"] == role.value.replace("_", "-")
+
+
+def test_log_policy_bodies_are_checked(world):
+    http, tokens, _models = world
+    root = _as(tokens, "root")
+    for body in ({"retention_days": 10}, {"retention_days": "200"}, {"legal_hold": "yes"},
+                 {"retention_days": 0}, {"surprise": 1}, {"hour_ms": 1},
+                 {"retention_days": 200, "default_retention": True}):  # fmt: skip
+        response = http.put("/api/v1/deployments/dp/log/policy", json=body, headers=root)
+        assert response.status_code == 400, (body, response.json())
+    assert (
+        "floor of 180 days"
+        in http.put(
+            "/api/v1/deployments/dp/log/policy", json={"retention_days": 10}, headers=root
+        ).json()["error"]["message"]
+    )
+    assert http.get("/api/v1/deployments/dp/log", headers=root).json()["retention_days"] is None
+    for path in ("log", "log/policy"):
+        method = http.get if path == "log" else http.put
+        assert method(f"/api/v1/deployments/nope/{path}", headers=root).status_code in (404, 400)
+    assert http.post("/api/v1/deployments/nope/log/prune", headers=root).status_code == 404
+
+
 # CLI ----------------------------------------------------------------------------------------------
 @pytest.fixture
 def home(tmp_path, monkeypatch):
@@ -384,6 +436,47 @@ def test_cli_errors_are_one_line(home):
     assert "not found" in fails("deploy", "show", "nope")
     assert "not found" in fails("deploy", "delete", "nope")
     assert json.loads(ok("deploy", "history", "api", "--json"))[-1]["revision"] == 1
+
+
+def test_cli_log_show_policy_prune_and_compact(home):
+    from loopml.serving.predlog import HOUR_MS, PredictionLogger, PredictionRecord
+
+    ok("deploy", "create", "api", "--model", "fraud:1")
+    now_hour = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    old, recent = now_hour - 400 * 24 * HOUR_MS, now_hour - 3 * HOUR_MS
+    with loopml.Client(loopml.Settings(home=home)) as client:
+        for hour in (old, recent):
+            for i in range(3):
+                with PredictionLogger(client.stack.artifacts) as log:
+                    log.record(PredictionRecord(f"r{hour}-{i}", "api", "fraud", "1", hour + i,
+                                                "/predict", {}, [0], latency_ms=1.0))  # fmt: skip
+    shown = json.loads(ok("deploy", "log", "show", "api", "--json"))
+    assert (shown["effective_retention_days"], shown["hours"], shown["files"]) == (180, 2, 6)
+    assert "server default" in ok("deploy", "log", "show", "api")
+    assert "below this server's floor of 180 days" in fails(
+        "deploy", "log", "policy", "api", "--retention-days", "30"
+    )
+    assert "--retention-days N" in fails("deploy", "log", "policy", "api")
+    assert (
+        json.loads(ok("deploy", "log", "policy", "api", "--retention-days", "365", "--json"))[
+            "effective_retention_days"
+        ]
+        == 365
+    )
+    assert "nothing is pruned" in ok("deploy", "log", "policy", "api", "--legal-hold")
+    assert (
+        ok("deploy", "log", "prune", "api").strip() == "deployment api is on legal hold: "
+        "nothing pruned"
+    )
+    assert "legal hold" in fails("deploy", "delete", "api")
+    ok("deploy", "log", "policy", "api", "--no-legal-hold", "--default-retention")
+    out = ok("deploy", "log", "prune", "api")
+    assert out.startswith("pruned 1 hours of api (3 files, 3 predictions, 0 feedback rows)")
+    assert json.loads(ok("deploy", "log", "prune", "api", "--json")) == []
+    assert "3" in ok("deploy", "log", "compact", "api")
+    assert json.loads(ok("deploy", "log", "compact", "api", "--json")) == []
+    assert json.loads(ok("deploy", "log", "show", "api", "--json"))["files"] == 1
+    assert "not found" in fails("deploy", "log", "show", "nope")
 
 
 def test_doctests():

@@ -4,6 +4,9 @@ history and rollback.
 Targets are written ``MODEL:VERSION`` or ``MODEL@ALIAS`` (a bare ``MODEL`` means its latest
 version), with ``=WEIGHT`` for a share of live traffic: ``--model fraud:3=0.9 --model
 fraud@challenger=0.1``.
+
+``loopml deploy log show|policy|compact|prune NAME`` looks after a deployment's prediction log:
+its retention and legal hold, compaction of finished hours and pruning past retention.
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ import math
 import typer
 
 from loopml.cli.context import get_client
-from loopml.cli.output import command, fmt_time, print_json, print_mapping, print_table
+from loopml.cli.output import (
+    command,
+    err_console,
+    fmt_time,
+    print_json,
+    print_mapping,
+    print_table,
+)
 from loopml.errors import InvalidArgument, Unavailable
 from loopml.serving.deployment_store import DeploymentRegistry
 from loopml.serving.deployments import (
@@ -23,11 +33,18 @@ from loopml.serving.deployments import (
     Target,
     parse_ref,
 )
+from loopml.serving.predlog_compaction import HourCompaction, hour_label
+from loopml.serving.predlog_retention import LogStatus
 
 app = typer.Typer(
     help="Deployments: live traffic, canaries and shadows across model versions; rollback.",
     no_args_is_help=True,
 )
+log_app = typer.Typer(
+    help="A deployment's prediction log: retention, legal hold, compaction and pruning.",
+    no_args_is_help=True,
+)
+app.add_typer(log_app, name="log")
 
 
 def _deployments() -> DeploymentRegistry:
@@ -225,3 +242,111 @@ def delete(name: str) -> None:
     client = get_client()
     _deployments().delete_deployment(name, actor=client.actor)
     typer.echo(f"deployment {name} deleted")
+
+
+# the prediction log ------------------------------------------------------------------------------
+def _print_status(status: LogStatus) -> None:
+    own = status.retention_days
+    print_mapping(
+        f"Prediction log of {status.deployment}",
+        {"retention (days)": status.effective_retention_days,
+         "retention set on the deployment": own if own is not None else "no (server default)",
+         "server default (days)": status.default_retention_days,
+         "server floor (days)": status.floor_days,
+         "legal hold": "yes: nothing is pruned" if status.legal_hold else "no",
+         "hours": status.hours, "files": status.files, "bytes": status.bytes,
+         "oldest hour (UTC)": status.oldest_hour, "newest hour (UTC)": status.newest_hour,
+         "hours to compact": len(status.compactable_hours)},
+    )  # fmt: skip
+
+
+@log_app.command("show")
+@command
+def log_show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The log's retention, legal hold and size."""
+    status = _deployments().log_status(name)
+    if as_json:
+        print_json(status)
+        return
+    _print_status(status)
+
+
+@log_app.command("policy")
+@command
+def log_policy(
+    name: str,
+    retention_days: int | None = typer.Option(
+        None, "--retention-days", help="Keep the log this many days (not below the floor)."
+    ),
+    default_retention: bool = typer.Option(
+        False, "--default-retention", help="Back to the server's default retention."
+    ),
+    legal_hold: bool | None = typer.Option(
+        None, "--legal-hold/--no-legal-hold",
+        help="Stop pruning altogether, or lift the hold (an admin, on a server with auth).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:  # fmt: skip
+    """Set the log's retention or legal hold (audited)."""
+    if retention_days is None and not default_retention and legal_hold is None:
+        raise InvalidArgument(
+            "give --retention-days N, --default-retention, --legal-hold or --no-legal-hold"
+        )
+    status = _deployments().set_log_policy(
+        name, actor=get_client().actor, retention_days=retention_days,
+        default_retention=default_retention, legal_hold=legal_hold,
+    )  # fmt: skip
+    if as_json:
+        print_json(status)
+        return
+    _print_status(status)
+
+
+@log_app.command("compact")
+@command
+def log_compact(
+    name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
+    """Fold each finished hour's small segments into one file (no row changes)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    deployments, actor = _deployments(), get_client().actor
+    hours = deployments.log_status(name).compactable_hours
+    done: list[HourCompaction] = []
+    columns = [TextColumn("compacting {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("hours"), TimeElapsedColumn()]  # fmt: skip
+    quiet = as_json or not err_console.is_terminal
+    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+        task = progress.add_task(name, total=len(hours))
+        for hour in hours:  # an hour per call: progress, and a remote server answers quickly
+            progress.update(task, description=f"{name} {hour_label(hour)}")
+            done += deployments.compact_log(name, actor=actor, hour_ms=hour)
+            progress.advance(task)
+    if as_json:
+        print_json([c.to_dict() for c in done])
+        return
+    rows = [[hour_label(c.hour_ms), c.kind, c.files_before, c.files_removed, c.rows]
+            for c in done]  # fmt: skip
+    print_table(f"Compacted {name}", ["hour (UTC)", "kind", "files before", "removed", "rows"],
+                rows, caption=f"{len({c.hour_ms for c in done})} hours")  # fmt: skip
+
+
+@log_app.command("prune")
+@command
+def log_prune(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Remove whole hours older than the retention (nothing on legal hold); audited."""
+    results = _deployments().prune_log(name, actor=get_client().actor)
+    if as_json:
+        print_json(results)
+        return
+    if results and results[0].legal_hold:
+        typer.echo(f"deployment {name} is on legal hold: nothing pruned")
+        return
+    hours = [h for r in results for h in r.hours]
+    rows = {k: sum(r.rows.get(k, 0) for r in results) for k in ("predictions", "feedback")}
+    files = sum(r.files for r in results)
+    typer.echo(
+        f"pruned {len(hours)} hours of {name} ({files} files, {rows['predictions']} "
+        f"predictions, {rows['feedback']} feedback rows)"
+        + (f": {hours[0]} to {hours[-1]}" if hours else "")
+    )

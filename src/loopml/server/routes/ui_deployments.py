@@ -3,10 +3,12 @@
 Same rules as the model pages (``loopml.server.routes.ui_models``): the list shows only the
 deployments whose project the caller may ``model.read``, the detail page declares that access on
 the deployment's project, and everything renders through the autoescaping templates. The traffic
-section reads the prediction log (:func:`loopml.serving.predlog_reader.read_predictions`) for the
-last hour (``?hours=N``, up to a week) and summarises it per served version (model, version,
-shadow): requests, errors (status ≥ 400) and latency percentiles, plus two charts handed to the
-page as JSON (drawn by ``loopml.js`` with the local Plotly bundle, no inline script).
+section summarises the prediction log for the last hour (``?hours=N``, up to a week) per served
+version (model, version, shadow): requests, errors (status ≥ 400) and latency percentiles, plus
+two charts handed to the page as JSON (drawn by ``loopml.js`` with the local Plotly bundle, no
+inline script). DuckDB aggregates the window over the Parquet files
+(:func:`loopml.serving.predlog_stats.traffic_stats`): the page never loads the window's rows, so
+a week of ten million predictions renders in bounded memory.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import time
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
@@ -29,7 +30,7 @@ from loopml.serving.deployment_service import resolve_target
 from loopml.serving.deployment_store import DeploymentRegistry
 from loopml.serving.deployments import Deployment, DeploymentRevision, DeploymentSpec
 from loopml.serving.predlog import HOUR_MS
-from loopml.serving.predlog_reader import read_predictions
+from loopml.serving.predlog_stats import TrafficStats, traffic_stats
 from loopml.stack import Stack
 
 router = APIRouter(include_in_schema=False)
@@ -132,10 +133,8 @@ def deployment_page(request: Request, name: str, hours: Hours = 1) -> HTMLRespon
     registry = registry_of(stack)
     end_ms = int(time.time() * 1000)
     start_ms = end_ms - hours * HOUR_MS
-    frame = read_predictions(
-        stack.artifacts, deployment.name, start_ms, end_ms, with_feedback=False
-    )
     width_ms = bucket_minutes(hours) * MINUTE_MS
+    stats = traffic_stats(stack.artifacts, deployment.name, start_ms, end_ms, width_ms)
     history = sorted(deployments.history(deployment.name), key=lambda r: -r.revision)
     return _page(
         request,
@@ -149,8 +148,8 @@ def deployment_page(request: Request, name: str, hours: Hours = 1) -> HTMLRespon
         spec=deployment.spec,
         shadow_share=percent(deployment.spec.shadow_share),
         sample_rate=percent(deployment.spec.sample_rate),
-        traffic=traffic_rows(frame),
-        charts={"charts": traffic_charts(frame, start_ms, end_ms, width_ms), "legend": True},
+        traffic=traffic_rows(stats),
+        charts={"charts": traffic_charts(stats), "legend": True},
         bucket=bucket_minutes(hours),
         hours=hours,
         window=window_label(hours),
@@ -216,69 +215,58 @@ def _finite(value: float) -> float | None:
     return round(float(value), 3) if math.isfinite(value) else None
 
 
-def traffic_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def traffic_rows(stats: TrafficStats) -> list[dict[str, Any]]:
     """Per served version (model, version, shadow): requests, errors, latency percentiles and
     its share of the live requests."""
-    if frame.empty:
-        return []
-    live_total = int((~frame["shadow"]).sum())
+    live_total = sum(s.requests for s in stats.series if not s.shadow)
     rows = []
-    groups = frame.groupby(["model", "version", "shadow"], sort=False)
-    for (model, version, shadow), group in groups:
-        latency = group["latency_ms"].dropna()
-        requests = len(group)
-        errors = int((group["status"] >= 400).sum())
+    for s in stats.series:
         row: dict[str, Any] = {
-            "model": model,
-            "version": version,
-            "shadow": bool(shadow),
-            "label": _label(model, version, bool(shadow)),
-            "requests": requests,
-            "errors": errors,
-            "error_rate": percent(errors / requests),
-            "share": None if shadow or not live_total else percent(requests / live_total),
+            "model": s.model,
+            "version": s.version,
+            "shadow": s.shadow,
+            "label": _label(s.model, s.version, s.shadow),
+            "requests": s.requests,
+            "errors": s.errors,
+            "error_rate": percent(s.errors / s.requests),
+            "share": None if s.shadow or not live_total else percent(s.requests / live_total),
             "version_url": (
-                f"/models/{quote(model, safe='')}/versions/{version}"
-                if version.isascii() and version.isdigit()
+                f"/models/{quote(s.model, safe='')}/versions/{s.version}"
+                if s.version.isascii() and s.version.isdigit()
                 else None
             ),
         }
-        for q, name in QUANTILES:
-            row[name] = _finite(latency.quantile(q)) if len(latency) else None
+        for (_, name), value in zip(QUANTILES, (s.p50, s.p90, s.p99), strict=True):
+            row[name] = None if value is None else _finite(value)
         rows.append(row)
     return sorted(rows, key=lambda r: _series_key(r["model"], r["version"], r["shadow"]))
 
 
-def traffic_charts(
-    frame: pd.DataFrame, start_ms: int, end_ms: int, width_ms: int
-) -> list[dict[str, Any]]:
-    """Requests per minute and median latency per bucket of ``width_ms``, one trace per served
-    version; in the shape ``loopml.js`` draws (``step`` is minutes into the window)."""
-    if frame.empty:
+def traffic_charts(stats: TrafficStats) -> list[dict[str, Any]]:
+    """Requests per minute and median latency per bucket, one trace per served version; in the
+    shape ``loopml.js`` draws (``step`` is minutes into the window)."""
+    if not stats.series:
         return []
-    first = start_ms // width_ms * width_ms
-    count = (end_ms - 1 - first) // width_ms + 1
+    count, width_ms = stats.buckets_in_window, stats.width_ms
     minutes = width_ms / MINUTE_MS
-    ms = frame["timestamp"].astype("int64")
-    data = frame.assign(bucket=((ms - first) // width_ms).clip(0, count - 1))
-    times = [first + i * width_ms for i in range(count)]
+    times = [stats.first_ms + i * width_ms for i in range(count)]
     steps = [round(i * minutes) for i in range(count)]
     per = "minute" if width_ms == MINUTE_MS else f"{minutes:g} minutes"
+    per_series: dict[tuple[str, str, bool], dict[int, tuple[int, float | None]]] = {}
+    for b in stats.buckets:
+        per_series.setdefault((b.model, b.version, b.shadow), {})[b.bucket] = (b.requests, b.median)
     requests: list[dict[str, Any]] = []
     latency: list[dict[str, Any]] = []
-    groups = data.groupby(["model", "version", "shadow"], sort=False)
-    keyed = sorted(groups, key=lambda item: _series_key(*item[0]))
-    for (model, version, shadow), group in keyed:
-        name = _label(model, version, bool(shadow))
-        buckets = group.groupby("bucket")
-        sizes = buckets.size().to_dict()
-        medians = buckets["latency_ms"].median().to_dict()
+    for key in sorted(per_series, key=lambda k: _series_key(*k)):
+        name, found = _label(*key), per_series[key]
+        sizes = [found[i][0] if i in found else 0 for i in range(count)]
+        medians = [found[i][1] if i in found else None for i in range(count)]
         requests.append(
             {
                 "name": name,
                 "step": steps,
                 "time": times,
-                "value": [round(sizes.get(i, 0) / minutes, 3) for i in range(count)],
+                "value": [round(n / minutes, 3) for n in sizes],
             }
         )
         latency.append(
@@ -286,7 +274,7 @@ def traffic_charts(
                 "name": name,
                 "step": steps,
                 "time": times,
-                "value": [_finite(medians[i]) if i in medians else None for i in range(count)],
+                "value": [None if m is None else _finite(m) for m in medians],
             }
         )
     return [
