@@ -29,6 +29,8 @@ from loopml.settings import Settings
 
 from .inference_fakes import FakePredictor, Recorder, TextLength, crash
 
+LOCAL = "http://localhost"  # what the test clients call the server (a Host it answers to)
+
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory) -> Iterator[SimpleNamespace]:
@@ -60,7 +62,7 @@ def platform(tmp_path_factory) -> Iterator[SimpleNamespace]:
 @pytest.fixture
 def http(platform) -> Iterator[TestClient]:
     app = create_inference_app(SingleModel("fraud", "1", platform.columns), max_wait_ms=0)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -127,7 +129,7 @@ def test_oip_infer_with_fp64_and_int64_columns_echoes_the_id(http, platform):
 def test_oip_infer_with_an_fp32_tensor(platform):
     app = create_inference_app(SingleModel("t", "3", platform.tensor))
     x = platform.frame.head(3).to_numpy(dtype=np.float32)
-    with TestClient(app) as http:
+    with TestClient(app, base_url=LOCAL) as http:
         meta = http.get("/v2/models/t").json()
         assert meta["inputs"] == [{"name": "input-0", "datatype": "FP32", "shape": [-1, 2]}]
         request = {"inputs": [{"name": "input-0", "shape": [3, 2], "datatype": "FP32",
@@ -146,7 +148,7 @@ def test_oip_infer_with_an_fp32_tensor(platform):
 
 def test_oip_bytes_inputs_reach_the_model_as_strings(platform):
     app = create_inference_app(SingleModel("text", "1", platform.text))
-    with TestClient(app) as http:
+    with TestClient(app, base_url=LOCAL) as http:
         assert http.get("/v2/models/text").json()["inputs"] == [
             {"name": "text", "datatype": "BYTES", "shape": [-1]}
         ]
@@ -200,7 +202,8 @@ def test_invocations_speak_the_mlflow_scoring_format(http, platform):
 def test_invocations_with_a_tensor_model(platform):
     x = platform.frame.head(3).to_numpy(dtype=np.float32)
     expected = {"predictions": platform.tensor_sklearn.predict(x).tolist()}
-    with TestClient(create_inference_app(SingleModel("t", "1", platform.tensor))) as http:
+    app = create_inference_app(SingleModel("t", "1", platform.tensor))
+    with TestClient(app, base_url=LOCAL) as http:
         for body in ({"inputs": x.tolist()}, {"instances": x.tolist()}):
             assert http.post("/invocations", json=body).json() == expected
         assert (
@@ -341,7 +344,7 @@ def test_client_mistakes_get_a_4xx_json_error_and_the_server_keeps_serving(
 
 def test_oversized_bodies_get_413_declared_or_streamed(platform):
     app = create_inference_app(SingleModel("fraud", "1", platform.columns), max_request_bytes=4096)
-    with TestClient(app) as http:
+    with TestClient(app, base_url=LOCAL) as http:
         declared = http.post("/predict", content=b"[" + b" " * 5000 + b"]", headers=JSON)
         assert declared.status_code == 413 and declared.json()["error"]["code"] == "too_large"
 
@@ -374,10 +377,12 @@ def test_inference_routes_answer_other_methods_405_naming_post(http, path):
 
 def test_model_failures_say_whose_fault_it_was(platform):
     refusing = FakePredictor(Recorder())
-    with TestClient(create_inference_app(SingleModel("r", "1", refusing))) as http:
+    refused = create_inference_app(SingleModel("r", "1", refusing))
+    with TestClient(refused, base_url=LOCAL) as http:
         bad = http.post("/predict", json={"columns": {"x": [1.0, -1.0]}})
         assert bad.status_code == 400 and "refused this input" in bad.json()["error"]["message"]
-    with TestClient(create_inference_app(SingleModel("c", "1", FakePredictor(crash)))) as http:
+    crashing = create_inference_app(SingleModel("c", "1", FakePredictor(crash)))
+    with TestClient(crashing, base_url=LOCAL) as http:
         crashed = http.post("/predict", json={"columns": {"x": [1.0]}})
         assert crashed.status_code == 500
         assert crashed.json()["error"]["code"] == "model_error"
@@ -397,7 +402,7 @@ def test_request_ids_feedback_and_prediction_events(platform):
         on_feedback=feedback.append,
     )
     rows = platform.frame.head(2).to_dict(orient="records")
-    with TestClient(app) as http:
+    with TestClient(app, base_url=LOCAL) as http:
         mine = http.post("/predict", json=rows, headers={"x-request-id": "order-17:a"})
         assert mine.headers["x-request-id"] == "order-17:a"
         odd = http.post("/predict", json=rows, headers={"x-request-id": "bad id!"})
@@ -425,7 +430,7 @@ def test_shadows_see_the_same_input_and_never_touch_the_caller(platform):
     primary = FakePredictor(lambda frame: frame["x"].to_numpy() + 1)
     app = create_inference_app(SingleModel("m", "1", primary, shadows),
                                on_prediction=events.append)  # fmt: skip
-    with TestClient(app) as http:
+    with TestClient(app, base_url=LOCAL) as http:
         response = http.post("/predict", json={"columns": {"x": [1.0, 2.0]}})
         assert response.json()["predictions"] == [2.0, 3.0]
         deadline = time.monotonic() + 30
@@ -476,7 +481,7 @@ def test_the_worker_spec_pickles_and_builds_the_app(platform, monkeypatch):
 
         gc.unfreeze()
     assert app.state.inference.admission.max_queue == 3
-    with TestClient(app) as http:
+    with TestClient(app, base_url=LOCAL) as http:
         rows = platform.frame.head(2)
         body = http.post("/predict", json=rows.to_dict(orient="records")).json()
         assert body["predictions"] == _expected(platform, rows) and body["version"] == "1"
@@ -506,7 +511,8 @@ def test_signature_less_models_and_doctests():
         def predict(self, data):
             return np.asarray(data) * 10
 
-    with TestClient(create_inference_app(SingleModel("e", "1", Echo()))) as http:
+    echo = create_inference_app(SingleModel("e", "1", Echo()))
+    with TestClient(echo, base_url=LOCAL) as http:
         assert http.post("/predict", json={"instances": [1, 2]}).json()["predictions"] == [10, 20]
         assert http.get("/v2/models/e").json()["inputs"] == []
     assert doctest.testmod(inference).failed == 0

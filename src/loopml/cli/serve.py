@@ -83,7 +83,7 @@ def serve_model(
         timeout_s=_pick(timeout, s.serve_timeout_s),
         max_request_bytes=s.serve_max_request_bytes, memory_budget_mb=s.serve_memory_budget_mb,
         cpus_per_worker=_pick(cpus_per_worker, s.serve_cpus_per_worker),
-        auth=auth, auth_cache_s=s.serve_auth_cache_s,
+        auth=auth, auth_cache_s=s.serve_auth_cache_s, allowed_hosts=(host, *s.allowed_hosts),
     )  # fmt: skip
     bind_port = _pick(port, s.serve_port)
     # rlimits are inherited by the worker processes: each gets its own cap

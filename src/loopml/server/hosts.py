@@ -16,7 +16,7 @@ anything else (a missing ``Host`` too) gets 421 and a JSON error before any rout
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -88,7 +88,7 @@ class AllowedHosts:
         return name is not None and name in self.names
 
 
-def host_header(scope: dict[str, Any]) -> bytes | None:
+def host_header(scope: Mapping[str, Any]) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key == b"host":
             return bytes(value)

@@ -14,7 +14,8 @@ The routes are in :mod:`loopml.server.inference_routes`, the request path in
 ...     flavor, signature = "python", None
 ...     def prepare(self, data): return data
 ...     def predict(self, data): return data * 2
->>> client = TestClient(create_inference_app(SingleModel("twice", "1", Twice())))
+>>> app = create_inference_app(SingleModel("twice", "1", Twice()))
+>>> client = TestClient(app, base_url="http://localhost")  # its Host must name this server
 >>> client.post("/predict", json={"instances": [1.5, 2]}).json()
 {'predictions': [3.0, 4.0], 'model': 'twice', 'version': '1'}
 """
@@ -22,7 +23,7 @@ The routes are in :mod:`loopml.server.inference_routes`, the request path in
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 from loopml import __version__
 from loopml.errors import InvalidArgument
 from loopml.server import errors
+from loopml.server.hosts import AllowedHosts, host_header, refusal_message, refuse
 from loopml.server.inference_auth import AuthGuard, InferenceAuth, store_lookup
 from loopml.server.inference_routes import (
     SECURITY_HEADERS,
@@ -90,13 +92,26 @@ class InferenceApp(FastAPI):
     middleware; everything else is an ordinary FastAPI app."""
 
     lane: FastLane
+    hosts: AllowedHosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.hosts.allows(host_header(scope)):
+            await refuse_host(scope, send)  # DNS rebinding: before the lane and every route
+            return
         route = self.lane.match(scope)
         if route is not None:
             await self.lane.answer(route, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+async def refuse_host(scope: Scope, send: Send) -> None:
+    """421 for a Host this server does not answer to, in the error shape of the route asked."""
+    message = refusal_message(host_header(scope))
+    path = str(scope.get("path", ""))
+    oip = path == "/v2" or path.startswith("/v2/")
+    body = {"error": message} if oip else errors.error_body("misdirected_request", message)
+    await refuse(send, body, SECURITY_HEADERS)
 
 
 class RequestIdMiddleware:
@@ -130,6 +145,7 @@ def create_inference_app(
     predict_threads: int | None = None,
     on_shutdown: Callable[[], None] | None = None,
     auth: InferenceAuth | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> FastAPI:  # fmt: skip
     """The inference app over ``models`` (defaults are the ``serve_*`` settings' defaults).
 
@@ -140,6 +156,8 @@ def create_inference_app(
     and decoded at once (:class:`~loopml.serving.admission.MemoryBudget`).
     With ``auth`` every route but the health probes needs a token allowing ``deployment.invoke``
     (:mod:`loopml.server.inference_auth`); without it nothing is checked.
+    A request's ``Host`` must be a loopback name or one of ``allowed_hosts``, else 421
+    (:mod:`loopml.server.hosts`).
     """
     if max_batch_size < 1 or max_wait_ms < 0 or timeout_s <= 0:
         raise InvalidArgument("need max_batch_size >= 1, max_wait_ms >= 0 and timeout_s > 0")
@@ -163,6 +181,7 @@ def create_inference_app(
     app = InferenceApp(title="loopml inference", version=__version__, lifespan=lifespan,
                        openapi_url=None, docs_url=None, redoc_url=None)  # fmt: skip
     app.lane = FastLane(rt, max_request_bytes, auth, memory)
+    app.hosts = AllowedHosts.of(None, allowed_hosts)
     app.state.inference = rt
     errors.install(app)
     app.include_router(inference_router(rt))
@@ -249,6 +268,7 @@ class InferenceServerSpec:
     cpus_per_worker: int = 0
     auth: bool = False
     auth_cache_s: float = 5.0
+    allowed_hosts: tuple[str, ...] = ()  # besides loopback: the bind address, configured names
 
     def __call__(self) -> FastAPI:
         from loopml.client import Client
@@ -277,6 +297,7 @@ class InferenceServerSpec:
             memory_budget_bytes=self.memory_budget_mb * 2**20,
             on_prediction=hooks.on_prediction if hooks else None,
             on_feedback=hooks.on_feedback if hooks else None, on_shutdown=shutdown, auth=auth,
+            allowed_hosts=self.allowed_hosts,
         )  # fmt: skip
         app.state.placement = placement
         # The model and the app live as long as the process: keep them out of the collector's
