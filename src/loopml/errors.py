@@ -50,6 +50,16 @@ class TooLarge(LoopmlError):
     code = "too_large"
 
 
+class TooManyAttempts(LoopmlError):
+    """Refused for now (too many failed sign-ins); ``retry_after_seconds`` says for how long."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message, details={"retry_after_seconds": retry_after_seconds})
+        self.retry_after_seconds = retry_after_seconds
+
+
 class ValidationFailed(LoopmlError):
     code = "validation_failed"
 

@@ -156,6 +156,20 @@ def users_enable(name: str) -> None:
     typer.echo(f"user {user.username!r} enabled")
 
 
+@users_app.command("unlock")
+@command
+def users_unlock(
+    name: str,
+    address: list[str] = typer.Option(
+        [], "--address", help="Also clear the failed sign-ins of this client address (repeatable)."
+    ),
+) -> None:
+    """End a login lockout now: forget the user's failed sign-ins (audited)."""
+    with identity_store() as store:
+        cleared = store.unlock_user(name, actor=_actor(), addresses=address)
+    typer.echo(f"user {name.lower()!r} unlocked ({cleared} failed sign-ins forgotten)")
+
+
 @users_app.command("passwd")
 @command
 def users_passwd(name: str, password_stdin: bool = PASSWORD_STDIN) -> None:

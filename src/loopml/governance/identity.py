@@ -23,7 +23,7 @@ the one authorization question:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,6 +74,15 @@ class ApiToken:
         if self.expires_time is not None and self.expires_time <= now_ms:
             return "expired"
         return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailures:
+    """A throttling subject's failed sign-ins in a window: how many, and when the latest was
+    (seconds since the epoch); see :mod:`loopml.governance.throttle`."""
+
+    count: int
+    last: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,3 +263,33 @@ class IdentityStore(Protocol):
     def memberships(self, user: UserRef) -> list[Membership]: ...
 
     def principal(self, user: UserRef) -> Principal: ...
+
+    # failed sign-ins, by subject ("user:<name>", "addr:<address>"), for the login throttle
+    def login_failures(self, subjects: Sequence[str], *, since: float) -> dict[str, LoginFailures]:
+        """Each subject's failures at or after ``since``; subjects without any are left out."""
+        ...
+
+    def record_login_failure(
+        self, subjects: Sequence[str], *, at: float, since: float
+    ) -> dict[str, LoginFailures]:
+        """Count one failure for each subject at ``at`` and forget their failures before
+        ``since``, in one transaction; returns each subject's failures since then (this one
+        included)."""
+        ...
+
+    def record_lockout(self, subject: str, *, failures: int, retry_after_s: int) -> None:
+        """Append the ``login.lockout`` audit event of ``subject``."""
+        ...
+
+    def clear_login_failures(self, subjects: Sequence[str]) -> int:
+        """Forget the subjects' failures (a successful sign-in); returns how many went."""
+        ...
+
+    def unlock_user(self, user: UserRef, *, actor: str, addresses: Sequence[str] = ()) -> int:
+        """An admin ends a lockout: forget the account's failures (and those of the given
+        address subjects), audited as ``user.unlock``; NotFound for an unknown user."""
+        ...
+
+    def prune_login_failures(self, *, before: float) -> int:
+        """Forget every failure older than ``before`` (a background job); returns how many."""
+        ...

@@ -28,6 +28,7 @@ from loopml.server.access import (
 )
 from loopml.server.batchlane import BatchLane
 from loopml.server.hosts import AllowedHosts, HostGuard
+from loopml.server.identity import login_throttle
 from loopml.server.jobs import JobRunner
 from loopml.server.limits import BodyLimit
 from loopml.server.metrics import HttpMetrics, MetricsMiddleware
@@ -120,6 +121,7 @@ def create_app(
     app.state.projects_index = ProjectIndex(stack)
     app.state.authenticate = authenticate or local_authenticator(settings.resolved_user())
     app.state.auth_enabled = authenticate is not None
+    app.state.login_throttle = login_throttle(stack)
     errors.install(app)
     for router in (
         projects.router, tracking.router, artifacts.router, uploads.router, audit.router,

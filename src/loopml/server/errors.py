@@ -23,6 +23,7 @@ STATUS: dict[type[errors.LoopmlError], int] = {
     errors.Conflict: 409,
     errors.IntegrityError: 409,
     errors.TooLarge: 413,
+    errors.TooManyAttempts: 429,
     errors.ValidationFailed: 422,
     errors.MissingDependency: 501,
     errors.Unavailable: 503,
@@ -46,6 +47,8 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     headers = {"Retry-After": "1"} if status == 503 else None
+    if status == 429 and isinstance(details, dict) and "retry_after_seconds" in details:
+        headers = {"Retry-After": str(details["retry_after_seconds"])}
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)

@@ -8,8 +8,10 @@ from fastapi import Request
 from loopml.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from loopml.governance.identity import User
 from loopml.governance.roles import Role
+from loopml.governance.throttle import LoginThrottle, ThrottlePolicy
 from loopml.server.access import Authenticator, Caller
 from loopml.server.sessions import session_of_request
+from loopml.settings import Settings
 from loopml.stack import Stack
 
 
@@ -51,3 +53,28 @@ def token_authenticator(stack: Stack) -> Authenticator:
         return caller(user)
 
     return authenticate
+
+
+def login_throttle(stack: Stack) -> LoginThrottle | None:
+    """The throttle every password check and token creation goes through (with a database)."""
+    if stack.identity is None:
+        return None
+    return LoginThrottle(stack.identity, throttle_policy(stack.settings))
+
+
+def throttle_policy(settings: Settings) -> ThrottlePolicy:
+    return ThrottlePolicy(
+        max_failures=settings.login_max_failures,
+        max_address_failures=settings.login_max_address_failures,
+        window_s=settings.login_failure_window_s,
+    )
+
+
+def login_throttle_of(request: Request) -> LoginThrottle | None:
+    throttle = getattr(request.app.state, "login_throttle", None)
+    return throttle if isinstance(throttle, LoginThrottle) else None
+
+
+def client_address(request: Request) -> str | None:
+    """The address the request came from (uvicorn's view: a trusted proxy's header included)."""
+    return request.client.host if request.client is not None else None

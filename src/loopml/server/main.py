@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import time
 
 from fastapi import FastAPI
 
@@ -60,4 +61,8 @@ def background_jobs(stack: Stack) -> JobRunner | None:
     runner = JobRunner()
     uploads = stack.settings.home / "uploads"
     runner.add("prune stale uploads", 3600, lambda: prune_stale_uploads(uploads))
+    if stack.identity is not None:
+        identity, window = stack.identity, stack.settings.login_failure_window_s
+        runner.add("prune login failures", 600,
+                   lambda: identity.prune_login_failures(before=time.time() - window))  # fmt: skip
     return runner

@@ -18,9 +18,17 @@ import uuid
 
 import pytest
 
-from loopml.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied
-from loopml.governance.identity import BAD_CREDENTIALS, BAD_TOKEN
+from loopml.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    TooManyAttempts,
+)
+from loopml.governance.identity import BAD_CREDENTIALS, BAD_TOKEN, LoginFailures
 from loopml.governance.roles import Action, Role
+from loopml.governance.throttle import LoginThrottle, ThrottlePolicy
 from loopml.governance.tokens import hash_token
 
 ACTOR = "identity-contract"
@@ -369,3 +377,133 @@ class IdentityStoreContract:
         for leaked in (PASSWORD, secret, secret.split("_", 2)[2], hash_token(secret), "$argon2"):
             assert leaked not in text
         assert audit_store.verify().ok
+
+    # failed sign-ins (the login throttle's counters) ------------------------------------------
+    def test_failures_are_counted_per_subject_within_the_window(self, identity_store):
+        a, b = "user:" + _name(), "addr:192.0.2.7"
+        assert identity_store.login_failures([a, b], since=0) == {}
+        identity_store.record_login_failure([a, b], at=100.0, since=0)
+        counts = identity_store.record_login_failure([a, b], at=160.0, since=0)
+        assert counts[a] == LoginFailures(2, 160.0) and counts[b] == LoginFailures(2, 160.0)
+        identity_store.record_login_failure([a], at=170.0, since=0)
+        assert identity_store.login_failures([a, b, "user:other"], since=0) == {
+            a: LoginFailures(3, 170.0), b: LoginFailures(2, 160.0)
+        }  # fmt: skip
+        assert identity_store.login_failures([a], since=150.0) == {a: LoginFailures(2, 170.0)}
+        assert identity_store.login_failures([a], since=171.0) == {}
+
+    def test_recording_forgets_the_subjects_old_failures(self, identity_store):
+        a, other = "user:" + _name(), "user:" + _name()
+        for t in (1.0, 2.0, 3.0):
+            identity_store.record_login_failure([a, other], at=t, since=0)
+        counts = identity_store.record_login_failure([a], at=1000.0, since=500.0)
+        assert counts == {a: LoginFailures(1, 1000.0)}
+        assert identity_store.login_failures([a], since=0) == {a: LoginFailures(1, 1000.0)}
+        assert identity_store.login_failures([other], since=0)[other].count == 3  # untouched
+        assert identity_store.prune_login_failures(before=500.0) == 3
+        assert identity_store.login_failures([a, other], since=0) == {a: LoginFailures(1, 1000.0)}
+
+    def test_clearing_failures(self, identity_store):
+        a, b = "user:" + _name(), "addr:198.51.100.1"
+        identity_store.record_login_failure([a, b], at=1.0, since=0)
+        assert identity_store.clear_login_failures([a]) == 1
+        assert set(identity_store.login_failures([a, b], since=0)) == {b}
+        assert identity_store.clear_login_failures([]) == 0
+
+    def test_concurrent_failures_are_all_counted(self, identity_store):
+        subject = "user:" + _name()
+
+        def fail() -> None:
+            for _ in range(5):
+                identity_store.record_login_failure([subject], at=time.time(), since=0)
+
+        threads = [threading.Thread(target=fail) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert identity_store.login_failures([subject], since=0)[subject].count == 20
+
+    def test_an_admin_unlock_clears_the_account_and_is_audited(self, identity_store, audit_store):
+        user = self.new_user(identity_store)
+        account, address = f"user:{user.username}", "addr:203.0.113.9"
+        identity_store.record_login_failure([account, address, "addr:10.9.9.9"], at=5.0, since=0)
+        identity_store.record_lockout(account, failures=5, retry_after_s=60)
+        cleared = identity_store.unlock_user(
+            user.username.upper(), actor="root", addresses=["203.0.113.9"]
+        )
+        assert cleared == 2
+        assert set(identity_store.login_failures([account, address, "addr:10.9.9.9"], since=0)) == {
+            "addr:10.9.9.9"
+        }  # fmt: skip
+        lockout, unlock = audit_store.list_events()[-2:]
+        assert (lockout.action, lockout.object_type, lockout.object_id) == (
+            "login.lockout", "login", account
+        )  # fmt: skip
+        assert lockout.change == {"failures": 5, "retry_after_seconds": 60}
+        assert (unlock.action, unlock.actor, unlock.object_id) == (
+            "user.unlock", "root", user.user_id
+        )  # fmt: skip
+        assert unlock.change["failures"] == 2 and account in unlock.change["subjects"]
+        with pytest.raises(NotFound):
+            identity_store.unlock_user("nobody", actor="root")
+        assert audit_store.verify().ok
+
+    # the login throttle over this store ----------------------------------------------------
+    def test_the_throttle_locks_after_the_budget_for_known_and_unknown_alike(
+        self, identity_store, audit_store
+    ):
+        user = self.new_user(identity_store)
+        clock = FakeClock()
+        throttle = LoginThrottle(identity_store, ThrottlePolicy(max_failures=3), clock=clock)
+        outcomes = {}
+        for name in (user.username, "no-such-user"):
+            seen: list[tuple[str, object]] = []
+            for _ in range(6):
+                try:
+                    throttle.sign_in(name, PASSWORD + "?", "192.0.2.1")
+                except PermissionDenied as e:
+                    seen.append(("denied", str(e)))
+                except TooManyAttempts as e:
+                    seen.append(("throttled", e.retry_after_seconds))
+            outcomes[name] = seen
+        assert outcomes[user.username] == outcomes["no-such-user"]
+        assert outcomes[user.username] == [("denied", BAD_CREDENTIALS)] * 3 + [
+            ("throttled", 60)
+        ] * 3  # fmt: skip
+        with pytest.raises(TooManyAttempts):  # the right password too, while locked
+            throttle.sign_in(user.username, PASSWORD, "192.0.2.1")
+        clock.now += 61
+        with pytest.raises(PermissionDenied):  # one more try after the wait ...
+            throttle.sign_in(user.username, PASSWORD + "?", "192.0.2.1")
+        with pytest.raises(TooManyAttempts) as caught:  # ... doubles it
+            throttle.sign_in(user.username, PASSWORD, "192.0.2.1")
+        assert caught.value.retry_after_seconds == 120
+        clock.now += 121
+        assert throttle.sign_in(user.username, PASSWORD, "192.0.2.1") == user
+        assert identity_store.login_failures([f"user:{user.username}"], since=0) == {}
+        lockouts = [e.object_id for e in audit_store.list_events() if e.action == "login.lockout"]
+        assert lockouts == [f"user:{user.username}", "user:no-such-user"]
+
+    def test_the_address_budget_stops_a_spray_across_accounts(self, identity_store):
+        users = [self.new_user(identity_store) for _ in range(3)]
+        throttle = LoginThrottle(
+            identity_store, ThrottlePolicy(max_failures=5, max_address_failures=4),
+            clock=FakeClock(),
+        )  # fmt: skip
+        for i in range(4):
+            with pytest.raises(PermissionDenied):
+                throttle.sign_in(users[i % 3].username, "Spring-2026-spray", "2001:db8::1")
+        with pytest.raises(TooManyAttempts):  # another address in the same /64: still locked
+            throttle.sign_in(users[0].username, PASSWORD, "2001:db8::ffff")
+        assert throttle.sign_in(users[0].username, PASSWORD, "2001:db8:1::1") == users[0]
+
+
+class FakeClock:
+    """A clock the throttle tests move by hand."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

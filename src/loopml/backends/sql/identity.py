@@ -23,6 +23,7 @@ from loopml.backends.sql.identity_rows import (
     user_from_values,
     user_row,
 )
+from loopml.backends.sql.loginfailures import LoginFailureMethods
 from loopml.backends.sql.projects import resolve_project_id
 from loopml.backends.sql.rows import execute_unique, insert_for, now_ms
 from loopml.backends.sql.schema import memberships, users
@@ -42,7 +43,7 @@ from loopml.governance.passwords import Passwords
 from loopml.governance.roles import Role, parse_role
 
 
-class SqlIdentityStore(ApiTokenMethods):
+class SqlIdentityStore(ApiTokenMethods, LoginFailureMethods):
     """The :class:`~loopml.governance.identity.IdentityStore` on SQLite or PostgreSQL.
 
     ``passwords`` sets the Argon2 cost (the default is argon2-cffi's recommended profile).

@@ -1,4 +1,7 @@
-"""Self-service API tokens: every user lists, creates and revokes their own (admins: anyone's)."""
+"""Self-service API tokens: every user lists, creates and revokes their own (admins: anyone's).
+
+Creating one is refused (429) while the caller's account or address is locked out by the login
+throttle (:mod:`loopml.governance.throttle`), like a sign-in."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from loopml.errors import InvalidArgument, NotFound
 from loopml.governance.identity import ApiToken, IdentityStore, User
 from loopml.server.access import Caller, authenticated, caller_of
 from loopml.server.fastjson import OrjsonRoute
+from loopml.server.identity import client_address, login_throttle_of
 from loopml.server.schemas import ERROR_RESPONSES, In, Out
 from loopml.server.scopes import stack_of
 
@@ -56,6 +60,9 @@ def list_tokens(
 @router.post("", status_code=201, **authenticated())
 def create_token(request: Request, body: TokenCreate) -> NewToken:
     identity, caller = _identity(request), caller_of(request)
+    throttle = login_throttle_of(request)
+    if throttle is not None:  # no new credentials for an account or address under lockout
+        throttle.check(caller.name, client_address(request))
     days = body.expires_in_days
     token, secret = identity.create_token(
         _subject(identity, caller, None), body.name,

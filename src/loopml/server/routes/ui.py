@@ -21,9 +21,16 @@ from starlette.concurrency import run_in_threadpool
 
 from loopml.artifacts.digests import verified_chunks
 from loopml.artifacts.paths import clean_relpath
-from loopml.errors import IntegrityError, InvalidArgument, NotFound, PermissionDenied
+from loopml.errors import (
+    IntegrityError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    TooManyAttempts,
+)
 from loopml.governance.audit import AuditEvent
 from loopml.server.access import Caller, authenticated, caller_of, protected, public
+from loopml.server.identity import client_address, login_throttle_of
 from loopml.server.routes.audit import auditable
 from loopml.server.scopes import (
     experiment_scope,
@@ -140,22 +147,20 @@ async def login(request: Request) -> Response:
     form = parse_form(await request.body())
     username, password = form.get("username", "")[:256], form.get("password", "")
     target = views.safe_next(form.get("next"))
-    identity, store = stack_of(request).identity, sessions_of(request.app.state)
-    if identity is None or store is None:  # not reached: _login_enabled checked both
+    throttle, store = login_throttle_of(request), sessions_of(request.app.state)
+    if throttle is None or store is None:  # not reached: _login_enabled checked both
         return _redirect("/")
-    try:
-        user = await run_in_threadpool(identity.authenticate_password, username, password)
+    address = client_address(request)
+    try:  # throttled: a locked account or address is refused before its password is checked
+        user = await run_in_threadpool(throttle.sign_in, username, password, address)
+    except TooManyAttempts as e:
+        wait = e.retry_after_seconds
+        message = f"Too many failed sign-ins. Try again in {wait} seconds."
+        page = _login_refused(request, target, username, 429, message)
+        page.headers["retry-after"] = str(wait)
+        return page
     except (PermissionDenied, InvalidArgument, NotFound):
-        return _page(
-            request,
-            "login.html",
-            caller=None,
-            status=401,
-            title="Log in",
-            next=target,
-            error="Invalid username or password.",
-            username=username,
-        )
+        return _login_refused(request, target, username, 401, "Invalid username or password.")
     store.drop(request.cookies.get(SESSION_COOKIE))  # a fresh id at every login (no fixation)
     session_id, _ = store.create(user.user_id, user.username)
     response = _redirect(target)
@@ -163,6 +168,13 @@ async def login(request: Request) -> Response:
         "set-cookie", cookie_header(SESSION_COOKIE, session_id, secure=is_secure(request.scope))
     )
     return response
+
+
+def _login_refused(
+    request: Request, target: str, username: str, status: int, error: str
+) -> HTMLResponse:
+    return _page(request, "login.html", caller=None, status=status, title="Log in",
+                 next=target, error=error, username=username)  # fmt: skip
 
 
 @router.post("/logout", **public())
