@@ -338,6 +338,27 @@ def test_a_memory_wait_past_the_deadline_is_504_and_closes():
     assert (budget.reserved, budget.holders, budget.timed_out) == (0, 0, 1)
 
 
+def test_a_body_that_does_not_arrive_in_time_is_504_and_frees_its_memory():
+    import socket
+
+    app = create_inference_app(
+        SingleModel("m", "1", FakePredictor(lambda f: f["x"].to_numpy())), timeout_s=0.5
+    )
+    budget = app.lane.memory
+    with uvicorn_server(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 200000\r\n\r\n"
+                         + b"[" + b" " * 1000)  # then nothing more  # fmt: skip
+            answer = slow.recv(65536).decode()
+        assert answer.startswith("HTTP/1.1 504"), answer
+        assert "did not arrive" in answer and "connection: close" in answer.lower()
+        assert (budget.reserved, budget.holders) == (0, 0)
+        fine = httpx.post(f"{url}/predict", json={"columns": {"x": [1.0]}}, timeout=60)
+        assert fine.status_code == 200
+
+
 def _peak_rss_mb(pid: int) -> float:
     """The process's peak resident set (the kernel's high-water mark), in MB."""
     with open(f"/proc/{pid}/status") as status:

@@ -266,3 +266,24 @@ def test_live_server_refuses_a_revoked_token_once_its_cache_entry_expires(live, 
         assert time.monotonic() < deadline, "the revoked token kept working"
         time.sleep(0.1)
     assert status == 401
+
+
+def test_an_oip_client_sends_the_token_and_reads_the_refusals(live, world):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    triton = httpclient.InferenceServerClient(live.removeprefix("http://"))
+    try:
+        x = httpclient.InferInput("x", [2], "FP64")
+        x.set_data_from_numpy(np.array([0.1, 0.9]))  # binary, the client's default
+        assert triton.is_server_live() and triton.is_server_ready()  # public probes
+        me = _bearer(world.tokens["ops"])
+        assert triton.get_model_metadata("guarded", headers=me)["name"] == "guarded"
+        result = triton.infer("guarded", [x], headers=me)
+        assert result.as_numpy("predict").tolist() == [0, 1]
+        for headers, message in (({}, "authentication required"), (_bearer(WRONG), "token"),
+                                 (_bearer(world.tokens["viewer"]), "deployment.invoke")):  # fmt: skip
+            with pytest.raises(InferenceServerException, match=message):
+                triton.infer("guarded", [x], headers=headers)
+    finally:
+        triton.close()
