@@ -38,6 +38,8 @@ TARGETS = {
     "k_c16_p99_ms": 50.0,  # loopml's p99 of those requests
     "k_c1_overhead_ms": 1.5,  # p50 at concurrency 1 minus the in-process predict of one row
     "k_rows_ratio": 3,  # rows/s of 100-row requests at concurrency 16, times MLflow's
+    # (l): the deployment page over 7 days of 10 million logged predictions: bounded memory
+    "l_mib": 256.0,  # peak RSS growth of the page's aggregation, MiB
 }
 
 
@@ -118,6 +120,7 @@ def target_rows(res: dict[str, Any]) -> list[Row]:
         ("i", _rows_i),
         ("j", _rows_j),
         ("k", _rows_k),
+        ("l", _rows_l),
     ):
         if bench in b:
             rows += build(b[bench])
@@ -491,6 +494,86 @@ def _rows_k(k: dict[str, Any]) -> list[Row]:
             ),
         ),
     ]
+
+
+# (l): the deployment page over the prediction log ---------------------------------------------
+def _predlog_sizes(d: dict[str, Any], approach: str) -> dict[int, dict[str, Any]]:
+    return {n: r for n, r in _search_sizes(d, approach).items()}
+
+
+def _growth_cell(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "—"
+    if "error" in r:
+        return "error"
+    return f"{r['peak_growth_mib']:,.0f} MiB in {_secs(r['seconds'])} (n={r['rows']:,})"
+
+
+def _rows_l(d: dict[str, Any]) -> list[Row]:
+    duck, old = _predlog_sizes(d, "duckdb"), _predlog_sizes(d, "pandas")
+    full = duck[max(duck)] if duck else None
+    same = max(set(duck) & set(old), default=None)
+    a, b = (duck[same], old[same]) if same is not None else (None, None)
+    ratio = math.nan
+    if a is not None and b is not None and _ok(a) and _ok(b):
+        ratio = b["peak_growth_mib"] / max(a["peak_growth_mib"], 1.0)
+    limit = TARGETS["l_mib"]
+    n = f"{max(duck):,}" if duck else "?"
+    rows = [
+        Row(
+            f"(l) deployment page, 7 days of {n} predictions, peak RSS growth",
+            _growth_cell(full),
+            "old page (pandas): " + _growth_cell(old.get(max(old)) if old else None),
+            "—",
+            "—",
+            f"loopml < {limit:.0f} MiB (bounded memory)",
+            _judge(full, lambda: full["peak_growth_mib"] < limit),  # type: ignore[index]
+        )
+    ]
+    if same is not None:
+        rows.append(
+            Row(
+                f"(l) the same page at {same:,} predictions vs the old pandas page",
+                _growth_cell(a),
+                "old page (pandas): " + _growth_cell(b),
+                "—",
+                "—" if math.isnan(ratio) else f"{_ratio(ratio)} less memory",
+                "(no target)",
+                None,
+            )
+        )
+    return rows
+
+
+def _detail_predlog(d: dict[str, Any]) -> list[str]:
+    header = ["approach", "predictions", "files", "log on disk", "RSS before", "peak RSS",
+              "peak growth", "time", "all counted", "same numbers", "load"]  # fmt: skip
+    rows = []
+    for label, r in d.items():
+        if not _ok(r):
+            rows.append([label, "error", *[""] * (len(header) - 2)])
+            continue
+        load = "/".join(f"{x:.1f}" for x in r.get("load_1min", []))
+        rows.append([
+            label.partition("@")[0], f"{r['rows']:,}", f"{r['files']:,}",
+            f"{r['log_mib']:,.0f} MiB", f"{r['rss_before_mib']:,.0f} MiB",
+            f"{r['peak_rss_mib']:,.0f} MiB",
+            f"{r['peak_growth_mib']:,.0f} MiB", _secs(r["seconds"]),
+            "yes" if r.get("complete") else "**NO**",
+            "yes" if r.get("matches_expected") else "**NO**", load,
+        ])  # fmt: skip
+    intro = (
+        "The traffic summary of a deployment's page (requests, errors and p50/p90/p99 latency "
+        "per served version, requests and median latency per 30-minute bucket) over a 7-day "
+        "window of the prediction log, written straight to Parquet in the log's layout (168 "
+        "hour folders, 4 segments each, JSON inputs of about 130 bytes). `duckdb` is the page "
+        "now (`traffic_stats`: DuckDB over the files, only the columns it needs); `pandas` is "
+        "the page before (`read_predictions` of the whole window, then pandas). Peak growth "
+        "is VmHWM after the call minus VmRSS before it, the peak reset just before; `same "
+        "numbers` compares what both approaches show on a small log of the same shape."
+    )
+    return ["### (l) the deployment page over the prediction log", "", intro, "",
+            *_table(header, rows)]  # fmt: skip
 
 
 _CASE_NAMES = {
@@ -1099,6 +1182,8 @@ def render(res: dict[str, Any]) -> str:
         out += _detail_memory(b["j"])
     if "k" in b:
         out += _detail_serving(b["k"])
+    if "l" in b:
+        out += _detail_predlog(b["l"])
     out += _profiles(b)
     out += _errors(b)
     out += _method(res)
@@ -1172,6 +1257,10 @@ def _method(res: dict[str, Any]) -> list[str]:
         "loadtest URL --concurrency N --duration S --warmup W --payload FILE` as a separate "
         "process for each case. A target on requests or rows per second compares answers with "
         "status 200 and needs loopml to have answered every request.",
+        "- (l) writes the log with pyarrow (`loopml.testing.predlog_data.write_log`), runs the "
+        "page's work once over one hour to warm up, resets the peak RSS (`/proc/self/clear_refs`)"
+        " and runs it once over the 7 days; each approach and size is its own process. The old "
+        "pandas page runs at a smaller size than the target's: it holds every row of the window.",
         "- Sizes: " + ", ".join(each(k) for k in sizes) + ". Each can be set with an environment "
         "variable, e.g. `BENCH_RUNS_N_MLFLOW=300 make bench` (see `benchmarks/run_all.py`).",
         "",

@@ -3,7 +3,7 @@
     python benchmarks/run_all.py            # the full suite (about 10-15 minutes on 2 cores)
     python benchmarks/run_all.py --quick    # tiny sizes, a smoke run of every code path
     python benchmarks/run_all.py --only a,d # a subset: a b c d e (in process) f g h i j (servers)
-                                            #   k (model serving)
+                                            #   k (model serving) l (prediction log page)
 
 Sizes come from environment variables (see ``Sizes``); each job gets a fresh temporary folder as
 its working directory and store, an environment without LOOPML_*/MLFLOW_* settings from outside,
@@ -75,6 +75,9 @@ class Sizes:
     serving_duration_s: int = 15
     serving_warmup_s: int = 2
     serving_raw_repeats: int = 200
+    # (l): the deployment page over a 7-day prediction log; the old pandas page at a smaller size
+    predlog_rows: int = 10_000_000
+    predlog_pandas_rows: int = 2_000_000
 
     @classmethod
     def from_env(cls, quick: bool) -> Sizes:
@@ -106,6 +109,8 @@ class Sizes:
             serving_duration_s=_env_int("BENCH_SERVING_DURATION_S", base.serving_duration_s),
             serving_warmup_s=_env_int("BENCH_SERVING_WARMUP_S", base.serving_warmup_s),
             serving_raw_repeats=_env_int("BENCH_SERVING_RAW_REPEATS", base.serving_raw_repeats),
+            predlog_rows=_env_int("BENCH_PREDLOG_ROWS", base.predlog_rows),
+            predlog_pandas_rows=_env_int("BENCH_PREDLOG_PANDAS_ROWS", base.predlog_pandas_rows),
         )
 
     @classmethod
@@ -133,6 +138,8 @@ class Sizes:
             serving_duration_s=4,
             serving_warmup_s=1,
             serving_raw_repeats=50,
+            predlog_rows=200_000,
+            predlog_pandas_rows=100_000,
         )
 
 
@@ -231,6 +238,7 @@ def plan(sizes: Sizes, only: set[str], profile: bool) -> list[Job]:
         jobs.append(Job("e", "import", "bench_import.py", ["--repeats", str(sizes.import_repeats)]))
     jobs += server_plan(sizes, only)
     jobs += serving_plan(sizes, only)
+    jobs += predlog_plan(sizes, only)
     return jobs
 
 
@@ -288,6 +296,22 @@ def serving_plan(sizes: Sizes, only: set[str]) -> list[Job]:
         Job("k", "mlflow", "bench_serving.py", timing, "mlflow"),
         Job("k", "mlserver", "bench_serving.py", timing, "mlserver"),
     ]
+
+
+def predlog_plan(sizes: Sizes, only: set[str]) -> list[Job]:
+    """(l): the deployment page's traffic summary over 7 days of the prediction log; DuckDB at
+    the full size and at the size the old pandas page is run at (it holds whole rows)."""
+    if "l" not in only:
+        return []
+    full, small = sizes.predlog_rows, sizes.predlog_pandas_rows
+    return [
+        Job("l", f"duckdb@{full}", "bench_predlog.py",
+            ["--approach", "duckdb", "--rows", str(full)]),
+        Job("l", f"duckdb@{small}", "bench_predlog.py",
+            ["--approach", "duckdb", "--rows", str(small)]),
+        Job("l", f"pandas@{small}", "bench_predlog.py",
+            ["--approach", "pandas", "--rows", str(small)]),
+    ]  # fmt: skip
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -416,7 +440,7 @@ def _mlserver_version() -> str:
     return found[0].name.removeprefix("mlserver-").removesuffix(".dist-info") if found else "?"
 
 
-ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l")
 
 
 def keep_earlier(results: dict[str, Any], path: Path, ran: set[str]) -> None:
