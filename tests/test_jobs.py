@@ -41,7 +41,9 @@ def test_jobs_run_periodically_and_a_failing_job_does_not_stop_the_others():
 def test_the_app_starts_and_stops_its_jobs_with_its_lifespan(tmp_path):
     stack = Stack.from_settings(Settings(home=tmp_path, background_jobs=True))
     jobs = background_jobs(stack)
-    assert jobs is not None and [j.name for j in jobs.jobs] == ["prune stale uploads"]
+    assert jobs is not None
+    names = [j.name for j in jobs.jobs]
+    assert {"prune stale uploads", "prediction log retention and compaction"} <= set(names)
     stale = tmp_path / "uploads" / ("a" * 32)
     stale.mkdir(parents=True)
     old = time.time() - 2 * 24 * 3600
@@ -51,4 +53,46 @@ def test_the_app_starts_and_stops_its_jobs_with_its_lifespan(tmp_path):
         assert _wait(lambda: not stale.exists())
     assert jobs.jobs[0].runs >= 1
     assert background_jobs(Stack.from_settings(Settings(home=tmp_path / "x"))) is None
+    stack.close()
+
+
+def test_loopml_up_prunes_and_compacts_prediction_logs_in_the_background(tmp_path):
+    from loopml.serving.predlog import HOUR_MS, PredictionLogger, PredictionRecord
+    from loopml.serving.predlog_reader import read_predictions
+    from loopml.testing.deployment_contract import registered_model, single
+
+    settings = Settings(home=tmp_path, background_jobs=True, predlog_jobs_interval_s=0.05,
+                        predlog_retention_days=30, predlog_retention_floor_days=30)  # fmt: skip
+    stack = Stack.from_settings(settings)
+    model = registered_model(stack)
+    for name in ("kept", "held"):
+        stack.deployments.create_deployment(name, single(model), actor="setup")
+    stack.deployments.set_log_policy("held", actor="legal", legal_hold=True)
+    now_hour = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    old, recent = now_hour - 40 * 24 * HOUR_MS, now_hour - 2 * HOUR_MS
+    for name in ("kept", "held"):
+        for hour in (old, recent):
+            for i in range(3):  # three segments an hour
+                with PredictionLogger(stack.artifacts) as log:
+                    log.record(PredictionRecord(f"{name}-{hour}-{i}", name, "m", "1", hour + i,
+                                                "/predict", {}, [0], latency_ms=1.0))  # fmt: skip
+
+    def logged(name):
+        return sorted(read_predictions(stack.artifacts, name, 0, 2**62)["request_id"])
+
+    def files(name):
+        return len(stack.artifacts.list(f"predictions/{name}", recursive=True))
+
+    jobs = background_jobs(stack)
+    with TestClient(create_app(stack, jobs=jobs)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert _wait(lambda: files("kept") == 1 and files("held") == 2)
+    assert logged("kept") == [f"kept-{recent}-{i}" for i in range(3)]
+    assert len(logged("held")) == 6  # on hold: nothing pruned, both hours compacted
+    events = stack.audit.list_events(action="deployment.log_prune")
+    assert [(e.object_id, e.actor, e.change["rows"]["predictions"]) for e in events] == [
+        ("kept", "loopml:jobs", 3)
+    ]  # fmt: skip
+    [upkeep] = [j for j in jobs.jobs if j.name == "prediction log retention and compaction"]
+    assert upkeep.runs >= 1 and upkeep.failures == 0
     stack.close()

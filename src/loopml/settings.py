@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     )
     prediction_log_flush_s: float = Field(default=5.0, gt=0, le=3600)
     prediction_log_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    # the prediction log's retention: a deployment keeps its log this long unless it says
+    # otherwise, never less than the floor (the EU AI Act's six months for high-risk systems)
+    predlog_retention_days: int = Field(default=180, ge=1, le=36_500)
+    predlog_retention_floor_days: int = Field(default=180, ge=1, le=36_500)
+    predlog_jobs_interval_s: float = Field(
+        default=3600, gt=0, le=7 * 86_400, description="`loopml up`: prune and compact period"
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -93,7 +93,14 @@ class Stack:
         from loopml.serving.deployment_service import DeploymentService
 
         assert stack.registry is not None
-        stack.deployments = DeploymentService(SqlDeploymentStore(db), stack.registry)
+        from loopml.serving.predlog_retention import RetentionRules
+
+        retention = RetentionRules(
+            settings.predlog_retention_days, settings.predlog_retention_floor_days
+        )
+        stack.deployments = DeploymentService(
+            SqlDeploymentStore(db), stack.registry, artifacts=artifacts, retention=retention
+        )
         return stack
 
     @classmethod

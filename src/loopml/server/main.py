@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import logging
 import time
 
 from fastapi import FastAPI
 
-from loopml.errors import InvalidArgument
+from loopml.errors import InvalidArgument, NotFound
 from loopml.server.app import create_app
 from loopml.server.jobs import JobRunner
 from loopml.server.routes.uploads import prune_stale_uploads
+from loopml.serving.deployment_store import DeploymentRegistry
 from loopml.settings import Settings
 from loopml.stack import Stack
 
@@ -65,4 +67,37 @@ def background_jobs(stack: Stack) -> JobRunner | None:
         identity, window = stack.identity, stack.settings.login_failure_window_s
         runner.add("prune login failures", 600,
                    lambda: identity.prune_login_failures(before=time.time() - window))  # fmt: skip
+    if stack.deployments is not None:
+        deployments = stack.deployments
+        runner.add(
+            "prediction log retention and compaction",
+            stack.settings.predlog_jobs_interval_s,
+            lambda: maintain_prediction_logs(deployments),
+        )
     return runner
+
+
+JOBS_ACTOR = "loopml:jobs"
+"""The actor of what the background jobs do (no username can contain ':')."""
+
+
+def maintain_prediction_logs(deployments: DeploymentRegistry, actor: str = JOBS_ACTOR) -> int:
+    """Prune every deployment's log past its retention, then compact its finished hours; the
+    number of deployments done. One deployment's failure does not stop the others."""
+    failed: list[str] = []
+    done = 0
+    for deployment in deployments.list_deployments():
+        try:
+            deployments.prune_log(deployment.name, actor=actor)
+            deployments.compact_log(deployment.name, actor=actor)
+            done += 1
+        except NotFound:  # deleted meanwhile
+            continue
+        except Exception:
+            logging.getLogger("loopml.jobs").exception(
+                "prediction log upkeep of %s failed", deployment.name
+            )
+            failed.append(deployment.name)
+    if failed:
+        raise RuntimeError(f"prediction log upkeep failed for {', '.join(failed)}")
+    return done
