@@ -281,8 +281,10 @@ def test_an_oip_client_sends_the_token_and_reads_the_refusals(live, world):
         assert triton.get_model_metadata("guarded", headers=me)["name"] == "guarded"
         result = triton.infer("guarded", [x], headers=me)
         assert result.as_numpy("predict").tolist() == [0, 1]
-        for headers, message in (({}, "authentication required"), (_bearer(WRONG), "token"),
-                                 (_bearer(world.tokens["viewer"]), "deployment.invoke")):  # fmt: skip
+        viewer = _bearer(world.tokens["viewer"])
+        refusals = [({}, "authentication required"), (_bearer(WRONG), "token"),
+                    (viewer, "deployment.invoke")]  # fmt: skip
+        for headers, message in refusals:
             with pytest.raises(InferenceServerException, match=message):
                 triton.infer("guarded", [x], headers=headers)
     finally:
