@@ -163,3 +163,11 @@ def test_the_setting_takes_a_comma_separated_list(monkeypatch):
         monkeypatch.setenv("LOOPML_ALLOWED_HOSTS", bad)
         with pytest.raises(ValueError, match="allowed_hosts"):
             Settings()
+
+
+def test_doctests():
+    import doctest
+
+    from loopml.server import hosts
+
+    assert doctest.testmod(hosts).failed == 0

@@ -177,3 +177,11 @@ def test_loopml_up_prunes_old_failures_in_the_background(tmp_path):
     prune.run()
     assert set(stack.identity.login_failures([old, recent], since=0)) == {recent}
     stack.close()
+
+
+def test_doctests():
+    import doctest
+
+    from loopml.governance import throttle
+
+    assert doctest.testmod(throttle).failed == 0

@@ -61,13 +61,12 @@ def address_subject(address: str) -> str:
 class ThrottlePolicy:
     """``max_failures`` per account and ``max_address_failures`` per address within
     ``window_s``; reaching the budget locks the subject for ``first_lock_s`` after its latest
-    failure, each further failure doubles that, up to ``max_lock_s`` (at most the window)."""
+    failure, and each further failure doubles that, up to the window."""
 
     max_failures: int = 5
     max_address_failures: int = 20
     window_s: float = 900.0
     first_lock_s: float = 60.0
-    max_lock_s: float = 900.0
 
     def __post_init__(self) -> None:
         if min(self.max_failures, self.max_address_failures) < 1 or self.window_s <= 0:
@@ -81,8 +80,7 @@ class ThrottlePolicy:
         extra = failures - self.budget(subject)
         if extra < 0:
             return 0.0
-        cap = min(self.max_lock_s, self.window_s)
-        return float(min(cap, self.first_lock_s * 2 ** min(extra, 32)))
+        return float(min(self.window_s, self.first_lock_s * 2 ** min(extra, 32)))
 
     def retry_after(self, subject: str, failures: LoginFailures, now: float) -> int:
         """Whole seconds until the subject may try again (0: now)."""
