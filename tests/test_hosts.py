@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
 
 import httpx
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,7 +19,7 @@ from loopml.server.inference import create_inference_app
 from loopml.serving.modelset import SingleModel
 from loopml.settings import Settings
 from loopml.stack import Stack
-from server_fixtures import uvicorn_server
+from server_fixtures import free_port, uvicorn_server
 from serving.inference_fakes import FakePredictor, Recorder
 
 EVIL = {"Host": "evil.example"}
@@ -171,3 +176,54 @@ def test_doctests():
     from loopml.server import hosts
 
     assert doctest.testmod(hosts).failed == 0
+
+
+def _start(command: list[str], env: dict[str, str], url: str) -> subprocess.Popen:
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, f"{command[1]} exited: {proc.communicate()[0]}"
+        assert time.monotonic() < deadline, f"{command[1]} did not start"
+        try:
+            if httpx.get(url).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+
+
+def test_the_cli_servers_take_their_names_from_the_setting(tmp_path):
+    """`loopml server` and `loopml serve` as a user starts them, LOOPML_ALLOWED_HOSTS set."""
+    from sklearn.linear_model import LogisticRegression
+
+    import loopml
+
+    home = tmp_path / "home"
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    with loopml.Client(Settings(home=home)) as client:
+        run = client.create_run(client.create_experiment("hosts").experiment_id)
+        model = LogisticRegression().fit(frame, [0, 0, 1, 1])
+        info = client.log_model(run.run_id, model, "model", input_example=frame.head(1))
+    env = {**os.environ, "LOOPML_HOME": str(home), "LOOPML_ALLOWED_HOSTS": "ml.example.com"}
+    cli = os.path.join(os.path.dirname(sys.executable), "loopml")
+    platform_port, serve_port = free_port(), free_port()
+    platform = f"http://127.0.0.1:{platform_port}"
+    serving = f"http://127.0.0.1:{serve_port}"
+    procs = [
+        _start([cli, "server", "--port", str(platform_port)], env, f"{platform}/healthz"),
+        _start([cli, "serve", info.source, "--port", str(serve_port), "--no-log-predictions"],
+               env, f"{serving}/v2/health/ready"),
+    ]  # fmt: skip
+    try:
+        for base, path in ((platform, "/api/v1/projects"), (serving, "/v2/health/ready")):
+            assert httpx.get(base + path, headers={"Host": "ml.example.com"}).status_code == 200
+            assert httpx.get(base + path, headers=EVIL).status_code == 421
+            assert httpx.get(base + path, headers={"Host": "testserver"}).status_code == 421
+        body = {"records": [{"x": 2.5}]}
+        assert httpx.post(f"{serving}/predict", json=body, headers=EVIL).status_code == 421
+        assert httpx.post(f"{serving}/predict", json=body).status_code == 200
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.communicate(timeout=30)
