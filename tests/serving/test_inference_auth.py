@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import loopml
-from loopml.errors import PermissionDenied
+from loopml.errors import PermissionDenied, Unavailable
 from loopml.governance.roles import Role
 from loopml.server import inference_auth
 from loopml.server.access import route_table
@@ -178,13 +178,20 @@ def test_the_cache_is_bounded(world):
     assert len(auth._cache) == 3
 
 
-def test_a_failing_store_is_a_401_never_a_crash(world):
-    def broken(_secret: str):
+def test_a_store_that_refuses_or_is_down_is_401_or_503_never_a_crash(world):
+    def refusing(_secret: str):
         raise PermissionDenied("invalid, expired or revoked API token")
 
-    with TestClient(_app(world, lookup=broken), base_url=LOCAL) as http:
-        response = http.post("/predict", json=ROW, headers=_bearer(world.tokens["ops"]))
-        assert response.status_code == 401
+    def down(_secret: str):
+        raise Unavailable("the database is locked; retry")
+
+    me = _bearer(world.tokens["ops"])
+    with TestClient(_app(world, lookup=refusing), base_url=LOCAL) as http:
+        assert http.post("/predict", json=ROW, headers=me).status_code == 401
+    with TestClient(_app(world, lookup=down), base_url=LOCAL) as http:
+        for response in (http.post("/predict", json=ROW, headers=me),
+                         http.get("/v2/models/m", headers=me)):  # fmt: skip
+            assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert doctest.testmod(inference_auth).failed == 0
 
 

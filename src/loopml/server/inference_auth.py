@@ -81,7 +81,8 @@ class InferenceAuth:
 
     async def refusal(self, scope: Mapping[str, Any]) -> LoopmlError | None:
         """Why the request in ``scope`` may not go on (Unauthenticated: 401, PermissionDenied:
-        403, Overloaded: 503), or None when its token allows ``deployment.invoke``."""
+        403, Overloaded or the store's Unavailable: 503), or None when its token allows
+        ``deployment.invoke``."""
         header = _authorization(scope)
         if header is None:
             return Unauthenticated(NO_TOKEN)
@@ -102,6 +103,8 @@ class InferenceAuth:
             principal = await loop.run_in_executor(None, self.lookup, secret)
         except (PermissionDenied, InvalidArgument):
             return Unauthenticated(BAD_TOKEN)  # not cached: nothing to remember about junk
+        except LoopmlError as e:  # the store cannot answer (Unavailable: 503), not a 500
+            return e
         finally:
             self._lookups -= 1
         refusal: LoopmlError | None = None
