@@ -425,3 +425,12 @@ def test_the_floor_is_enforced_everywhere(world: Stack, tmp_path: Path) -> None:
     events = world.audit.list_events(object_type="deployment", object_id="fraud")
     assert [e.change["retention_days"]["to"] for e in events if e.action ==
             "deployment.log_policy"] == [14]  # fmt: skip
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from loopml.serving import predlog, predlog_reader, predlog_stats
+
+    for module in (predlog, predlog_reader, predlog_retention, predlog_stats):
+        assert doctest.testmod(module).failed == 0, module.__name__
