@@ -198,7 +198,9 @@ def test_a_store_that_refuses_or_is_down_is_401_or_503_never_a_crash(world):
 # -- a live `loopml serve --auth` ---------------------------------------------------------------
 
 
-def _registered_model(world) -> str:
+@pytest.fixture(scope="module")
+def guarded(world) -> str:
+    """Project P's model ``guarded`` (version 1, a LogisticRegression over ``x``)."""
     from sklearn.linear_model import LogisticRegression
 
     client = world.client
@@ -209,12 +211,38 @@ def _registered_model(world) -> str:
     run = client.create_run(exp.experiment_id)
     info = client.log_model(run.run_id, model, "model", input_example=frame.head())
     client.register_model(info.source, "guarded")
-    return "models:/guarded/1"
+    client.registry.set_alias("guarded", "production", 1, actor="setup")
+    return run.run_id
+
+
+def test_the_checked_project_is_the_served_models_or_deployments(world, guarded):
+    from loopml.server.inference import (
+        InferenceServerSpec,
+        build_deployment,
+        model_set_from_ref,
+        served_project,
+    )
+    from loopml.serving.deployments import DeploymentSpec, Target
+
+    client, p = world.client, world.projects["p"]
+    for ref in ("models:/guarded/1", "models:/guarded@production", f"runs:/{guarded}/model"):
+        spec = InferenceServerSpec(ref)
+        assert served_project(client, spec, model_set_from_ref(client, ref)) == p, ref
+    deployments = client.stack.deployments
+    assert deployments is not None
+    target = Target("guarded", version=1, weight=1.0)
+    deployments.create_deployment("gd", DeploymentSpec(targets=(target,)), actor="setup")
+    spec = InferenceServerSpec("gd", build=build_deployment)
+    models = build_deployment(client, spec)
+    try:
+        assert served_project(client, spec, models) == p
+    finally:
+        models.stop()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
-def live(world) -> Iterator[str]:
-    ref = _registered_model(world)
+def live(world, guarded) -> Iterator[str]:
+    ref = "models:/guarded/1"
     port = free_port()
     env = {**os.environ, "LOOPML_HOME": str(world.home), "LOOPML_SERVE_AUTH_CACHE_S": "0.5",
            "LOOPML_SERVE_CPUS_PER_WORKER": "0"}  # fmt: skip
