@@ -320,7 +320,7 @@ def test_requests_over_the_memory_budget_wait_then_get_503_and_504(hanger):
     assert [r.status_code for r in results["held"] + results["queued"]] == [200] * 3
 
 
-def test_a_memory_wait_past_the_deadline_is_504_and_closes():
+def test_a_memory_wait_past_the_deadline_is_504_on_inference_and_feedback():
     from fastapi.testclient import TestClient
 
     app = create_inference_app(
@@ -333,9 +333,12 @@ def test_a_memory_wait_past_the_deadline_is_504_and_closes():
         late = http.post("/predict", json={"columns": {"x": [1.0]}})
         assert late.status_code == 504 and "memory" in late.json()["error"]["message"]
         assert late.headers["connection"] == "close"  # its body was never read
+        feedback = http.post("/feedback", json={"request_id": "r1", "ground_truth": 1})
+        assert feedback.status_code == 504 and "memory" in feedback.json()["error"]["message"]
         budget.reserved, budget.holders = 0, 0
+        assert http.post("/feedback", json={"request_id": "r1", "ground_truth": 1}).is_success
         assert http.post("/predict", json={"columns": {"x": [1.0]}}).status_code == 200
-    assert (budget.reserved, budget.holders, budget.timed_out) == (0, 0, 1)
+    assert (budget.reserved, budget.holders, budget.timed_out) == (0, 0, 2)
 
 
 def test_a_body_that_does_not_arrive_in_time_is_504_and_frees_its_memory():

@@ -184,7 +184,7 @@ def create_inference_app(
     app.hosts = AllowedHosts.of(None, allowed_hosts)
     app.state.inference = rt
     errors.install(app)
-    app.include_router(inference_router(rt))
+    app.include_router(inference_router(rt, memory, max_request_bytes))
     if auth is not None:
         app.add_middleware(AuthGuard, auth=auth)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, max_artifact_bytes=max_request_bytes)

@@ -38,7 +38,7 @@ from loopml.server.inference_runtime import (
     request_id_of,
 )
 from loopml.server.limits import content_length, read_body
-from loopml.serving.admission import DECODE_FACTOR, DeadlineExceeded, MemoryBudget, Overloaded
+from loopml.serving.admission import DeadlineExceeded, MemoryBudget, Overloaded, body_cost
 from loopml.serving.modelset import ServedModel
 from loopml.serving.oip_binary import binary_outputs
 from loopml.serving.payloads import decode_invocations, decode_predict, predictions
@@ -78,9 +78,13 @@ def _encode_mlflow(output: Any, served: ServedModel, decoded: Decoded, rid: str)
     return {"predictions": predictions(output)}
 
 
-def inference_router(rt: Runtime) -> APIRouter:
-    """Every route of the inference server, over ``rt``."""
+def inference_router(
+    rt: Runtime, memory: MemoryBudget | None = None, max_bytes: int = 8 * 2**20
+) -> APIRouter:
+    """Every route of the inference server, over ``rt``; ``/feedback`` bodies take their share
+    of ``memory`` while they are read and parsed, as the inference routes do."""
     router = APIRouter()
+    memory = memory or MemoryBudget(body_cost(None, max_bytes), rt.admission.max_queue)
 
     @router.get("/v2/health/live")
     async def live() -> Response:
@@ -122,9 +126,12 @@ def inference_router(rt: Runtime) -> APIRouter:
 
     @router.post("/feedback")
     async def feedback(request: Request) -> Response:
+        cost = body_cost(content_length(request.scope), max_bytes)
+        deadline = asyncio.get_running_loop().time() + rt.timeout_s
         try:
             media_type(request.headers)
-            event = rt.feedback(parse_json(await request.body()))
+            async with memory.hold(cost, deadline):
+                event = rt.feedback(parse_json(await request.body()))
         except LoopmlError as e:
             return error_response(e)
         except ClientDisconnect:  # gone, or cut off by the body limit (already answered)
@@ -257,7 +264,7 @@ class FastLane:
         self.rt = rt
         self.max_bytes = max_bytes
         self.auth = auth
-        self.memory = memory or MemoryBudget(DECODE_FACTOR * max_bytes, rt.admission.max_queue)
+        self.memory = memory or MemoryBudget(body_cost(None, max_bytes), rt.admission.max_queue)
 
     def match(self, scope: Scope) -> LaneRoute | None:
         """The inference route of ``scope``'s path (any method: others get a 405 here)."""
@@ -334,7 +341,7 @@ class FastLane:
         the body, both within the request's time; the reservation is the caller's to release."""
         declared = content_length(scope)
         size = self.max_bytes if declared is None else min(declared, self.max_bytes)
-        cost = DECODE_FACTOR * size + 1  # never 0: a held reservation is released
+        cost = body_cost(declared, self.max_bytes)
         deadline = asyncio.get_running_loop().time() + self.rt.timeout_s
         await self.memory.acquire(cost, deadline)
         try:

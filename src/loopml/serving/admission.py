@@ -119,6 +119,16 @@ JSON numbers become Python floats and lists, then a frame and the answer. Measur
 tensors, up to 19x for rows of small numbers (``[1.5,3],``)."""
 
 
+def body_cost(declared: int | None, max_bytes: int) -> int:
+    """What a body of ``declared`` bytes reserves (a chunked one: the limit's worth); never 0.
+
+    >>> body_cost(1000, 8 * 2**20), body_cost(None, 100) == body_cost(10**9, 100)
+    (16001, True)
+    """
+    size = max_bytes if declared is None else min(declared, max_bytes)
+    return DECODE_FACTOR * size + 1
+
+
 class MemoryBudget:
     """At most ``budget`` bytes of estimated request memory at once (see the module doc).
 
@@ -185,6 +195,10 @@ class MemoryBudget:
                 raise DeadlineExceeded("timed out waiting for memory to read the request") from None
             raise
 
+    def hold(self, cost: int, deadline: float) -> _Held:
+        """``async with budget.hold(cost, deadline):`` holds ``cost`` bytes for the block."""
+        return _Held(self, cost, deadline)
+
     def release(self, cost: int) -> None:
         """Give ``cost`` bytes back, to the waiters in order while they fit."""
         self.reserved -= cost
@@ -204,6 +218,21 @@ class MemoryBudget:
             self.reserved += cost
             self.holders += 1
             waiter.set_result(None)
+
+
+class _Held:
+    __slots__ = ("_budget", "_cost", "_deadline")
+
+    def __init__(self, budget: MemoryBudget, cost: int, deadline: float) -> None:
+        self._budget, self._cost, self._deadline = budget, cost, deadline
+
+    async def __aenter__(self) -> None:
+        await self._budget.acquire(self._cost, self._deadline)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._budget.release(self._cost)
 
 
 class _Slot:
