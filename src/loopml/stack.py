@@ -93,7 +93,7 @@ class Stack:
         from loopml.serving.deployment_service import DeploymentService
 
         assert stack.registry is not None
-        from loopml.serving.predlog_retention import RetentionRules
+        from loopml.serving.predlog_records import RetentionRules
 
         retention = RetentionRules(
             settings.predlog_retention_days, settings.predlog_retention_floor_days

@@ -23,7 +23,7 @@ from loopml.serving.deployment_service import DeploymentService
 from loopml.serving.predlog import HOUR_MS, PredictionLogger, PredictionRecord, segment_folder
 from loopml.serving.predlog_compaction import compact_hour, deletion_order
 from loopml.serving.predlog_reader import read_predictions
-from loopml.serving.predlog_retention import RetentionRules
+from loopml.serving.predlog_records import RetentionRules
 from loopml.serving.predlog_segments import (
     MANIFEST_KEY,
     hour_files,
@@ -375,7 +375,7 @@ def test_a_policy_changed_after_the_plan_is_refused_and_nothing_goes(world, monk
         svc.set_log_policy("fraud", actor="legal", legal_hold=True)
         return found
 
-    monkeypatch.setattr("loopml.serving.deployment_service.plan_prune", hold_meanwhile)
+    monkeypatch.setattr(predlog_retention, "plan_prune", hold_meanwhile)
     from loopml.errors import Conflict
 
     with pytest.raises(Conflict, match="legal hold"):
@@ -430,7 +430,7 @@ def test_the_floor_is_enforced_everywhere(world: Stack, tmp_path: Path) -> None:
 def test_doctests() -> None:
     import doctest
 
-    from loopml.serving import predlog, predlog_reader, predlog_stats
+    from loopml.serving import predlog, predlog_reader, predlog_records, predlog_stats
 
-    for module in (predlog, predlog_reader, predlog_retention, predlog_stats):
+    for module in (predlog, predlog_reader, predlog_records, predlog_retention, predlog_stats):
         assert doctest.testmod(module).failed == 0, module.__name__

@@ -33,8 +33,7 @@ from loopml.serving.deployments import (
     Target,
     parse_ref,
 )
-from loopml.serving.predlog_compaction import HourCompaction, hour_label
-from loopml.serving.predlog_retention import LogStatus
+from loopml.serving.predlog_records import HourCompaction, LogStatus, hour_label
 
 app = typer.Typer(
     help="Deployments: live traffic, canaries and shadows across model versions; rollback.",

@@ -45,21 +45,13 @@ from loopml.serving.deployments import (
     Target,
     validate_deployment_name,
 )
-from loopml.serving.predlog_compaction import (
+from loopml.serving.predlog_records import (
     HourCompaction,
-    compact_hour,
-    compactable_hours,
-    hour_label,
-)
-from loopml.serving.predlog_retention import (
     LogStatus,
     PruneResult,
     RetentionRules,
-    cutoff_ms,
-    plan_prune,
-    remove_hours,
+    hour_label,
 )
-from loopml.serving.predlog_segments import hour_files
 
 MAX_DESCRIPTION = 10_000
 MAX_REASON = 256
@@ -211,6 +203,9 @@ class DeploymentService:
 
     def log_status(self, name: str) -> LogStatus:
         """The policy as it applies now and what the log holds (hours, files, bytes)."""
+        from loopml.serving.predlog_compaction import compactable_hours  # lazily: pyarrow
+        from loopml.serving.predlog_segments import hour_files
+
         policy = self.store.get_log_policy(name)
         artifacts, base = self._log(name)
         hours = hour_files(artifacts, base, None, None)
@@ -250,6 +245,8 @@ class DeploymentService:
     ) -> list[HourCompaction]:
         """Compact the hour starting at ``hour_ms``, or every hour that needs it (never the
         hour being written). Rows stay as they are, so this is not an audit event."""
+        from loopml.serving.predlog_compaction import compact_hour, compactable_hours
+
         self.store.get_log_policy(name)  # NotFound for an unknown deployment
         artifacts, base = self._log(name)
         now = self._now_ms()
@@ -264,18 +261,20 @@ class DeploymentService:
     def prune_log(self, name: str, *, actor: str) -> list[PruneResult]:
         """Remove whole hours past the retention, each batch audited (with its hours, files and
         rows) before it goes; nothing while the deployment is on legal hold."""
+        from loopml.serving import predlog_retention as retention  # lazily: pyarrow
+
         policy = self.store.get_log_policy(name)
         artifacts, base = self._log(name)
         days = policy.effective_days(self.retention)
-        cutoff = cutoff_ms(now_ms=self._now_ms(), days=days)
+        cutoff = retention.cutoff_ms(now_ms=self._now_ms(), days=days)
         if policy.legal_hold:
             return [PruneResult(name, True, days, cutoff)]
         results = []
-        for plan in plan_prune(artifacts, base, cutoff):
+        for plan in retention.plan_prune(artifacts, base, cutoff):
             self.store.record_log_prune(
                 name, seen=policy, actor=actor, change=plan.audit_change(policy, days, cutoff)
             )
-            remove_hours(artifacts, base, plan.hours)
+            retention.remove_hours(artifacts, base, plan.hours)
             change = plan.audit_change(policy, days, cutoff)
             results.append(PruneResult(name, False, days, cutoff, change["hours"], plan.files,
                                        plan.rows))  # fmt: skip

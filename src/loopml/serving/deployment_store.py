@@ -14,8 +14,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 from loopml.serving.deployments import Deployment, DeploymentRevision, DeploymentSpec
-from loopml.serving.predlog_compaction import HourCompaction
-from loopml.serving.predlog_retention import LogPolicy, LogStatus, PruneResult
+from loopml.serving.predlog_records import HourCompaction, LogPolicy, LogStatus, PruneResult
 
 
 class DeploymentStore(Protocol):

@@ -55,12 +55,12 @@ from loopml.artifacts.paths import clean_relpath
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import InvalidArgument
 from loopml.registry.entities import NAME_PATTERN
+from loopml.serving.predlog_records import HOUR_MS
 
 log = logging.getLogger(__name__)
 
 MAX_FIELD_BYTES = 1 << 20
 """inputs/outputs/ground_truth JSON larger than this is replaced by a truncation marker."""
-HOUR_MS = 3_600_000
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _TS = pa.timestamp("ms", tz="UTC")
 PREDICTION_SCHEMA = pa.schema(

@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,7 +33,7 @@ import pyarrow.parquet as pq
 
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import NotFound
-from loopml.serving.predlog import HOUR_MS
+from loopml.serving.predlog_records import HOUR_MS, HourCompaction
 from loopml.serving.predlog_segments import (
     KINDS,
     MANIFEST_KEY,
@@ -54,35 +52,6 @@ GRACE_MS = 10 * 60_000
 
 Checkpoint = Callable[[str], None]
 """Called after each step (``published``, ``deleted NAME``); tests raise from it."""
-
-
-@dataclass(frozen=True, slots=True)
-class HourCompaction:
-    """What compacting one kind of one hour did."""
-
-    hour_ms: int
-    kind: str
-    files_before: int  # files of the kind in the folder before
-    files_removed: int
-    rows: int  # rows in the compacted file (0 when only leftovers were removed)
-    compacted: str | None  # the new file's name, None when nothing new was written
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "hour": hour_label(self.hour_ms), "hour_ms": self.hour_ms, "kind": self.kind,
-            "files_before": self.files_before, "files_removed": self.files_removed,
-            "rows": self.rows, "compacted": self.compacted,
-        }  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: dict[str, object]) -> HourCompaction:
-        fields = ("hour_ms", "kind", "files_before", "files_removed", "rows", "compacted")
-        return cls(**{k: d[k] for k in fields})  # type: ignore[arg-type]
-
-
-def hour_label(hour_ms: int) -> str:
-    """``2023-11-14T22`` for the UTC hour starting at ``hour_ms``."""
-    return f"{datetime.fromtimestamp(hour_ms / 1000, UTC):%Y-%m-%dT%H}"
 
 
 def _manifests(

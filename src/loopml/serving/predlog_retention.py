@@ -2,35 +2,27 @@
 
 A deployment keeps its log for its own ``retention_days`` or, unset, the server's default
 (180 days: the EU AI Act asks deployers of high-risk systems to keep their logs at least six
-months), and never less than the server's floor: :class:`RetentionRules`, built from the
-settings. A ``legal_hold`` stops pruning altogether. Both live on the deployment row, outside its
-revisioned spec, so a rollback never lifts a hold.
+months), and never less than the server's floor (the settings'
+:class:`~loopml.serving.predlog_records.RetentionRules`). A ``legal_hold`` stops pruning.
+Both live on the deployment row, outside its revisioned spec, so a rollback never lifts a hold.
 
 Pruning removes whole hour folders (predictions and feedback) whose hour *ended* at or before
 ``now - retention``: a row exactly ``retention`` old is kept, and rows are gone within the hour
 after they pass the edge. The rows of each hour are counted before anything is removed, and the
 audit event (deployment, hours, files, rows) is written before the files go, in a transaction
 that checks the hold and the retention are still what the plan was made with.
-
->>> rules = RetentionRules(default_days=180, floor_days=30)
->>> [LogPolicy("fraud", days, False).effective_days(rules) for days in (None, 10, 365)]
-[180, 30, 365]
->>> cutoff_ms(now_ms=200 * DAY_MS, days=180) == 20 * DAY_MS
-True
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from loopml.artifacts.store import ArtifactStore
-from loopml.errors import InvalidArgument, NotFound
-from loopml.serving.predlog import HOUR_MS
-from loopml.serving.predlog_compaction import hour_label
+from loopml.errors import NotFound
+from loopml.serving.predlog_records import DAY_MS, HOUR_MS, LogPolicy, hour_label
 from loopml.serving.predlog_segments import (
-    DAY_MS,
     KINDS,
     HourFolder,
     hour_files,
@@ -41,98 +33,8 @@ from loopml.serving.predlog_segments import (
     visible,
 )
 
-MAX_RETENTION_DAYS = 36_500
 HOURS_PER_EVENT = 168
 """A prune removes at most this many hours per audit event (a long backlog makes several)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionRules:
-    """The server's defaults (from ``LOOPML_PREDLOG_RETENTION_DAYS`` and
-    ``LOOPML_PREDLOG_RETENTION_FLOOR_DAYS``)."""
-
-    default_days: int = 180
-    floor_days: int = 180
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.floor_days <= self.default_days <= MAX_RETENTION_DAYS:
-            raise InvalidArgument(
-                f"the prediction-log retention default ({self.default_days} days) must be at "
-                f"least the floor ({self.floor_days} days), and both between 1 and "
-                f"{MAX_RETENTION_DAYS}"
-            )
-
-    def check(self, days: int) -> int:
-        """``days`` if it is a retention this server accepts, else a clear InvalidArgument."""
-        if isinstance(days, bool) or not isinstance(days, int):
-            raise InvalidArgument(f"retention_days must be a whole number of days, got {days!r}")
-        if days < self.floor_days:
-            raise InvalidArgument(
-                f"a retention of {days} days is below this server's floor of {self.floor_days} "
-                "days (LOOPML_PREDLOG_RETENTION_FLOOR_DAYS)",
-                details={"floor_days": self.floor_days},
-            )
-        if days > MAX_RETENTION_DAYS:
-            raise InvalidArgument(f"retention_days must be at most {MAX_RETENTION_DAYS}")
-        return days
-
-
-@dataclass(frozen=True, slots=True)
-class LogPolicy:
-    """What a deployment says about its log: its own retention (None: the server's default) and
-    whether it is on legal hold."""
-
-    deployment: str
-    retention_days: int | None
-    legal_hold: bool
-
-    def effective_days(self, rules: RetentionRules) -> int:
-        return max(self.retention_days or rules.default_days, rules.floor_days)
-
-
-@dataclass(frozen=True, slots=True)
-class LogStatus:
-    """A deployment's log policy as it applies now, and what its log holds."""
-
-    deployment: str
-    retention_days: int | None
-    legal_hold: bool
-    effective_retention_days: int
-    default_retention_days: int
-    floor_days: int
-    hours: int
-    files: int
-    bytes: int
-    oldest_hour: str | None
-    newest_hour: str | None
-    compactable_hours: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LogStatus:
-        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
-
-
-@dataclass(frozen=True, slots=True)
-class PruneResult:
-    """What one prune removed (nothing when on hold or when no hour is old enough)."""
-
-    deployment: str
-    legal_hold: bool
-    retention_days: int
-    cutoff_ms: int
-    hours: list[str] = field(default_factory=list)
-    files: int = 0
-    rows: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PruneResult:
-        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +54,11 @@ class PrunePlan:
 
 
 def cutoff_ms(*, now_ms: int, days: int) -> int:
-    """Rows with a timestamp at or after this are kept."""
+    """Rows with a timestamp at or after this are kept.
+
+    >>> cutoff_ms(now_ms=200 * DAY_MS, days=180) == 20 * DAY_MS
+    True
+    """
     return now_ms - days * DAY_MS
 
 

@@ -30,9 +30,8 @@ import pyarrow.parquet as pq
 from loopml.artifacts.paths import resolve_local
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import NotFound, Unavailable
-from loopml.serving.predlog import HOUR_MS
+from loopml.serving.predlog_records import DAY_MS, HOUR_MS
 
-DAY_MS = 24 * HOUR_MS
 KINDS = ("predictions", "feedback")
 MANIFEST_KEY = b"loopml.replaces"
 """Parquet key-value metadata of a compacted file: the names it replaces, one per line."""

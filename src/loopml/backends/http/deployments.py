@@ -14,8 +14,7 @@ from loopml.serving.deployments import (
     DeploymentSpec,
     validate_deployment_name,
 )
-from loopml.serving.predlog_compaction import HourCompaction
-from loopml.serving.predlog_retention import LogStatus, PruneResult
+from loopml.serving.predlog_records import HourCompaction, LogStatus, PruneResult
 
 
 def _d(name: str, *rest: str) -> str:

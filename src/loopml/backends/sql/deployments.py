@@ -22,7 +22,7 @@ from loopml.serving.deployments import (
     spec_diff,
     validate_deployment_name,
 )
-from loopml.serving.predlog_retention import LogPolicy
+from loopml.serving.predlog_records import LogPolicy
 
 _D = deployments.c
 _R = deployment_revisions.c

@@ -35,8 +35,7 @@ from loopml.serving.deployments import (
     DeploymentSpec,
     parse_ref,
 )
-from loopml.serving.predlog_compaction import HourCompaction
-from loopml.serving.predlog_retention import LogStatus, PruneResult
+from loopml.serving.predlog_records import HourCompaction, LogStatus, PruneResult
 
 router = APIRouter(
     prefix="/api/v1", tags=["deployments"], responses=ERROR_RESPONSES, route_class=OrjsonRoute
