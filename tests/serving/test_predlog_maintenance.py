@@ -236,6 +236,37 @@ def test_a_file_removed_between_listing_and_reading_makes_the_reader_list_again(
     assert len(names(store)) == 2  # it did compact under the reader
 
 
+def test_a_listing_that_missed_a_new_file_and_a_removed_one_is_read_again(
+    store: ArtifactStore,
+) -> None:
+    """Listings are no snapshots: one taken while a compaction publishes and deletes can miss
+    the compacted file and a part it replaced. The reader lists again after reading and starts
+    over when the two listings differ."""
+    write(store, T0, [2, 3], feedback=False)
+    expected = sorted(read_predictions(store, "fraud", T0, T0 + HOUR_MS)["request_id"])
+    steps = iter(range(10))
+
+    def stop_after_the_first_deletion(step: str) -> None:
+        if next(steps) == 1:
+            raise Interrupted(step)
+
+    with pytest.raises(Interrupted):
+        compact_hour(store, BASE, T0, now_ms=LATER, checkpoint=stop_after_the_first_deletion)
+    assert len(names(store)) == 2  # the compacted file and the part not yet removed
+
+    class MissingTheNewFile(CompactingAfterListing):
+        def list(self, prefix: str = "", *, recursive: bool = False) -> Any:
+            found = self._inner.list(prefix, recursive=recursive)
+            if recursive and not self.fired:
+                self.fired += 1
+                return [i for i in found if "compacted" not in i.path]
+            return found
+
+    torn = MissingTheNewFile(store)
+    frame = read_predictions(torn, "fraud", T0, T0 + HOUR_MS)  # type: ignore[arg-type]
+    assert torn.fired == 1 and sorted(frame["request_id"]) == expected
+
+
 def test_a_log_that_never_holds_still_is_unavailable_not_wrong(store: ArtifactStore) -> None:
     write(store, T0, [1])
 

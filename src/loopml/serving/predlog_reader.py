@@ -33,7 +33,7 @@ from loopml.artifacts.paths import clean_relpath
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import InvalidArgument
 from loopml.serving.predlog import HOUR_MS, check_deployment_name
-from loopml.serving.predlog_segments import LocalSegments, hour_files, read_with_retries
+from loopml.serving.predlog_segments import LocalSegments, read_with_retries
 
 _TEXT = ("request_id", "deployment", "model", "version", "route", "inputs", "outputs")
 _DTYPES: dict[str, Any] = {
@@ -80,12 +80,12 @@ def read_predictions(
     base = f"{prefix}/{deployment}"
 
     def attempt(local: LocalSegments) -> pd.DataFrame | None:
-        predictions = local.visible_paths(segments(artifacts, base, first_hour, last_hour),
+        predictions = local.visible_paths(local.files(base, first_hour, last_hour),
                                           "predictions")  # fmt: skip
         if not predictions:
             return None
         feedback = (
-            local.visible_paths(segments(artifacts, base, first_hour - HOUR_MS, None), "feedback")
+            local.visible_paths(local.files(base, first_hour - HOUR_MS, None), "feedback")
             if with_feedback
             else []
         )
@@ -95,14 +95,6 @@ def read_predictions(
     if frame is None:
         return _typed(pd.DataFrame(columns=columns))
     return _typed(frame[columns])
-
-
-def segments(
-    artifacts: ArtifactStore, base: str, first_hour: int, last_hour: int | None
-) -> list[str]:
-    """Every file under ``base`` whose hour is in [first_hour, last_hour] (None: open ended)."""
-    return [rel for files in hour_files(artifacts, base, first_hour, last_hour).values()
-            for rel in files]  # fmt: skip
 
 
 _SEGMENTS = "read_parquet(?, union_by_name = true, hive_partitioning = false)"

@@ -11,8 +11,10 @@ whose manifest names the other (or only a subset of the other's files) gives way
 read exactly once whether the parts it replaced are still there or gone, and a compaction
 interrupted at any step leaves a folder every reader reads correctly.
 
-A file may vanish between the listing and the read (a compaction removed it): readers call
-:func:`read_with_retries`, which lists again.
+A file may vanish between the listing and the read (a compaction removed it), and a listing is
+not a snapshot (a folder listed while a compaction publishes and deletes can miss both the new
+file and a removed one): readers call :func:`read_with_retries`, which lists again when a file is
+gone, and after a read lists once more and starts over if anything changed meanwhile.
 """
 
 from __future__ import annotations
@@ -116,14 +118,30 @@ def visible(names: list[str], manifests: Mapping[str, frozenset[str]]) -> list[s
 
 
 class LocalSegments:
-    """Local paths of store files: in place for ``file://`` stores, else fetched to a temporary
-    folder (each at most once)."""
+    """Listings of the log and local paths of its files: in place for ``file://`` stores, else
+    fetched to a temporary folder (each at most once). Remembers its listings, so a reader can
+    check the log did not change while it read (:meth:`unchanged`)."""
 
     def __init__(self, artifacts: ArtifactStore, tmp: str | None) -> None:
         self._store, self._tmp = artifacts, tmp
         root = artifacts.root_uri
         self._root = Path(root.removeprefix("file://")) if root.startswith("file://") else None
         self._fetched: dict[str, str] = {}
+        self._listings: list[tuple[tuple[str, int | None, int | None], list[str]]] = []
+
+    def files(self, base: str, first_hour: int | None, last_hour: int | None) -> list[str]:
+        """Every file under ``base`` whose hour is in [first_hour, last_hour] (None: open)."""
+        found = [f for fs in hour_files(self._store, base, first_hour, last_hour).values()
+                 for f in fs]  # fmt: skip
+        self._listings.append(((base, first_hour, last_hour), found))
+        return found
+
+    def unchanged(self) -> bool:
+        """Whether listing again finds the very files the listings so far found."""
+        return all(
+            [f for fs in hour_files(self._store, *query).values() for f in fs] == found
+            for query, found in self._listings
+        )
 
     def path(self, rel: str) -> str:
         if self._root is not None:
@@ -164,15 +182,19 @@ def local_segments(artifacts: ArtifactStore) -> Iterator[LocalSegments]:
 
 
 def read_with_retries(attempt: Callable[[LocalSegments], T], artifacts: ArtifactStore) -> T:
-    """``attempt`` over a fresh listing until no file it chose vanished meanwhile (a compaction
-    or prune removed it); Unavailable after :data:`READ_ATTEMPTS` tries."""
+    """``attempt`` over fresh listings (``local.files``) until no file it chose vanished and
+    listing again finds the same files (a compaction or prune changed nothing meanwhile);
+    Unavailable after :data:`READ_ATTEMPTS` tries."""
     import duckdb  # lazily: only readers of the log pay for it
 
     last: Exception | None = None
     for _ in range(READ_ATTEMPTS):
         with local_segments(artifacts) as local:
             try:
-                return attempt(local)
+                found = attempt(local)
             except (NotFound, FileNotFoundError, duckdb.IOException) as e:
                 last = e
+                continue
+            if local.unchanged():
+                return found
     raise Unavailable(f"the prediction log kept changing while being read: {last}") from last

@@ -28,7 +28,6 @@ from typing import Any
 
 from loopml.artifacts.store import ArtifactStore
 from loopml.serving.predlog import HOUR_MS, check_deployment_name
-from loopml.serving.predlog_reader import segments
 from loopml.serving.predlog_segments import LocalSegments, read_with_retries
 
 QUANTILES = (0.5, 0.9, 0.99)
@@ -102,7 +101,7 @@ def traffic_stats(
     first_hour, last_hour = start_ms // HOUR_MS * HOUR_MS, (end_ms - 1) // HOUR_MS * HOUR_MS
 
     def attempt(local: LocalSegments) -> TrafficStats:
-        files = local.visible_paths(segments(artifacts, base, first_hour, last_hour), "predictions")
+        files = local.visible_paths(local.files(base, first_hour, last_hour), "predictions")
         if not files:
             return empty
         import duckdb  # lazily: only readers of the log pay for it
