@@ -381,7 +381,8 @@ class DeploymentContract:
         assert event.actor == self.recorded_actor(ACTOR)
         assert event.change["rows"] == pruned.rows and event.change["hours"] == pruned.hours
 
-        done = deployments.compact_log(name, actor=ACTOR)
+        assert deployments.compact_log(name, actor=ACTOR, hour_ms=recent + 1) == []  # no hour
+        done = deployments.compact_log(name, actor=ACTOR, hour_ms=recent)  # one hour, as the CLI
         assert sorted((c.kind, c.files_before, c.rows) for c in done) == [
             ("feedback", 3, 3), ("predictions", 3, len(recent_ids))
         ]  # fmt: skip
