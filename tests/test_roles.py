@@ -54,9 +54,19 @@ def test_unknown_roles_and_actions_are_denied():
     assert not principal({P: Role.ADMIN}).can("run.obliterate", P)
 
 
-@pytest.mark.parametrize("role", list(Role))
+PEOPLE = [r for r in Role if r is not Role.APPLICATION]
+
+
+@pytest.mark.parametrize("role", PEOPLE)
 def test_everyone_reads_and_manages_their_own_tokens(role):
     assert READS | {Action.TOKEN_MANAGE_OWN} <= PERMISSIONS[role]
+
+
+def test_an_application_only_calls_models():
+    assert PERMISSIONS[Role.APPLICATION] == {Action.DEPLOYMENT_INVOKE, Action.TOKEN_MANAGE_OWN}
+    assert {r for r in Role if allowed(r, Action.DEPLOYMENT_INVOKE)} == {
+        Role.DATA_SCIENTIST, Role.DEVOPS, Role.ML_ARCHITECT, Role.ADMIN, Role.APPLICATION,
+    }  # fmt: skip
 
 
 def test_viewer_only_reads():

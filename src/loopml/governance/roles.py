@@ -31,6 +31,7 @@ class Role(enum.StrEnum):
     RISK_MANAGER = "risk_manager"  # model risk manager: approver and auditor
     ML_ARCHITECT = "ml_architect"
     ADMIN = "admin"
+    APPLICATION = "application"  # an application's service account: calls models, nothing else
 
 
 class Action(enum.StrEnum):
@@ -120,6 +121,9 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = MappingProxyType(
         Role.RISK_MANAGER: _READ | {Action.AUDIT_READ, Action.MODEL_APPROVE},
         Role.ML_ARCHITECT: _ALL - {Action.USER_MANAGE, Action.MODEL_APPROVE},
         Role.ADMIN: _ALL,
+        # Least privilege for the software that consumes predictions: its token can call the
+        # project's models on `loopml serve --auth`, rotate its own tokens, and read nothing.
+        Role.APPLICATION: frozenset({Action.DEPLOYMENT_INVOKE, Action.TOKEN_MANAGE_OWN}),
     }
 )
 
