@@ -54,8 +54,7 @@ import pyarrow.parquet as pq
 from loopml.artifacts.paths import clean_relpath
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import InvalidArgument
-from loopml.registry.entities import NAME_PATTERN
-from loopml.serving.predlog_records import HOUR_MS
+from loopml.serving.predlog_records import HOUR_MS, check_deployment_name
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +100,6 @@ class _Feedback:
 
 
 _Item = PredictionRecord | _Feedback
-
-
-def check_deployment_name(name: object) -> str:
-    """Return ``name`` if it is a safe deployment name (letters, digits, ``_.-``), else raise."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise InvalidArgument(
-            f"deployment name {name!r} is not allowed: use 1-128 letters, digits, '_', '.' or '-',"
-            " starting with a letter or digit",
-            details={"deployment": repr(name)[:200]},
-        )
-    return name
 
 
 def segment_folder(prefix: str, deployment: str, hour_ms: int) -> str:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loopml.errors import InvalidArgument
+from loopml.registry.entities import NAME_PATTERN
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -22,6 +23,17 @@ DAY_MS = 24 * HOUR_MS
 def hour_label(hour_ms: int) -> str:
     """``2023-11-14T22`` for the UTC hour starting at ``hour_ms``."""
     return f"{datetime.fromtimestamp(hour_ms / 1000, UTC):%Y-%m-%dT%H}"
+
+
+def check_deployment_name(name: object) -> str:
+    """Return ``name`` if it is a safe deployment name (letters, digits, ``_.-``), else raise."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InvalidArgument(
+            f"deployment name {name!r} is not allowed: use 1-128 letters, digits, '_', '.' or '-',"
+            " starting with a letter or digit",
+            details={"deployment": repr(name)[:200]},
+        )
+    return name
 
 
 MAX_RETENTION_DAYS = 36_500

@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-import pyarrow.parquet as pq
-
 from loopml.artifacts.paths import resolve_local
 from loopml.artifacts.store import ArtifactStore
 from loopml.errors import NotFound, Unavailable
@@ -100,6 +98,8 @@ def hour_files(
 
 def read_manifest(local_path: str | Path) -> frozenset[str]:
     """The names a compacted file replaces (empty for a segment the logger wrote)."""
+    import pyarrow.parquet as pq  # only when an hour was compacted: servers start without it
+
     metadata = pq.read_metadata(local_path).metadata or {}
     raw = metadata.get(MANIFEST_KEY, b"")
     return frozenset(n for n in raw.decode().split("\n") if n)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopml.artifacts.store import ArtifactStore
-from loopml.serving.predlog import HOUR_MS, check_deployment_name
+from loopml.serving.predlog_records import HOUR_MS, check_deployment_name
 from loopml.serving.predlog_segments import LocalSegments, read_with_retries
 
 QUANTILES = (0.5, 0.9, 0.99)

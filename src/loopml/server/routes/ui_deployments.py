@@ -29,7 +29,7 @@ from loopml.server.scopes import deployment_scope, registry_of, stack_of
 from loopml.serving.deployment_service import resolve_target
 from loopml.serving.deployment_store import DeploymentRegistry
 from loopml.serving.deployments import Deployment, DeploymentRevision, DeploymentSpec
-from loopml.serving.predlog import HOUR_MS
+from loopml.serving.predlog_records import HOUR_MS
 from loopml.serving.predlog_stats import TrafficStats, traffic_stats
 from loopml.stack import Stack
 
