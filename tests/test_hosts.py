@@ -173,9 +173,10 @@ def test_the_setting_takes_a_comma_separated_list(monkeypatch):
 def test_doctests():
     import doctest
 
-    from loopml.server import hosts
+    from loopml.server import asgi_headers, hosts
 
     assert doctest.testmod(hosts).failed == 0
+    assert doctest.testmod(asgi_headers).failed == 0
 
 
 def _start(command: list[str], env: dict[str, str], url: str) -> subprocess.Popen:

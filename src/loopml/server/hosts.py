@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from loopml.server import asgi_headers
 from loopml.server.errors import error_body
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -89,10 +90,7 @@ class AllowedHosts:
 
 
 def host_header(scope: Mapping[str, Any]) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"host":
-            return bytes(value)
-    return None
+    return asgi_headers.header(scope, b"host")
 
 
 def refusal_message(header: bytes | None) -> str:

@@ -35,6 +35,7 @@ from loopml.errors import InvalidArgument, LoopmlError, PermissionDenied, Unauth
 from loopml.governance.identity import BAD_TOKEN, IdentityStore, Principal
 from loopml.governance.roles import Action
 from loopml.governance.tokens import token_id_of
+from loopml.server import asgi_headers
 from loopml.server.inference_runtime import error_response
 from loopml.serving.admission import Overloaded
 
@@ -83,7 +84,7 @@ class InferenceAuth:
         """Why the request in ``scope`` may not go on (Unauthenticated: 401, PermissionDenied:
         403, Overloaded or the store's Unavailable: 503), or None when its token allows
         ``deployment.invoke``."""
-        header = _authorization(scope)
+        header = asgi_headers.header(scope, b"authorization")
         if header is None:
             return Unauthenticated(NO_TOKEN)
         hit = self._cache.get(header)
@@ -142,10 +143,3 @@ class AuthGuard:
                 await error_response(denied)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def _authorization(scope: Mapping[str, Any]) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"authorization":
-            return bytes(value)
-    return None

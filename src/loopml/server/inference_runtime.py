@@ -23,6 +23,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from loopml.errors import InvalidArgument, LoopmlError, Unavailable
+from loopml.server import asgi_headers
 from loopml.server.errors import error_body, status_of
 from loopml.serving import oip_binary
 from loopml.serving.admission import Admission, DeadlineExceeded, Overloaded
@@ -134,10 +135,8 @@ def _frame_columns(frame: Any) -> dict[str, list[Any]]:
 
 def request_id_of(scope: Mapping[str, Any]) -> str:
     """The caller's sane ``X-Request-ID``, else a new id."""
-    for key, value in scope.get("headers", ()):
-        if key == b"x-request-id":
-            return clean_request_id(value.decode("latin-1"))
-    return clean_request_id(None)
+    value = asgi_headers.header(scope, b"x-request-id")
+    return clean_request_id(None if value is None else value.decode("latin-1"))
 
 
 def media_type(headers: Mapping[str, str], *, csv: bool = False) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 
 from loopml.errors import TooLarge
+from loopml.server import asgi_headers
 from loopml.server.errors import error_body
 
 Scope = MutableMapping[str, Any]
@@ -95,13 +96,11 @@ def _too_large(limit: int) -> TooLarge:
 
 def content_length(scope: Scope) -> int | None:
     """The declared ``Content-Length``, or None (chunked, or not a number)."""
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    value = asgi_headers.header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 async def _reject(send: Any, limit: int) -> None:
